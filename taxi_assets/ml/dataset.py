@@ -1,0 +1,109 @@
+"""The training set: a time split of cleaned rides, vectorized, stored as one ``.npz`` file.
+
+Partition M validates on month M and trains on the months before it. Like the course's
+Mage pipeline, the cleaned rides of the whole window are pooled and split on pickup time at
+the first instant of month M: a ride in February's file picked up on 31 January trains, a
+ride in January's file picked up in February validates. The vectorizer is fitted on the
+training rows only, so validation rows with a pair never seen in training keep only their
+distance feature, exactly as at serving time.
+
+On disk a training set is a single compressed ``.npz`` (CSR parts, targets, feature names
+and a JSON header), so one atomic rename publishes it and no pickle is involved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction import DictVectorizer
+
+from taxi_assets.ml import vectorize
+from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
+
+
+@dataclass
+class TrainingSet:
+    X_train: sp.csr_matrix
+    X_val: sp.csr_matrix
+    y_train: np.ndarray
+    y_val: np.ndarray
+    vectorizer: DictVectorizer
+    info: dict = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.vectorizer.feature_names_)
+
+    @property
+    def num_features(self) -> int:
+        return len(self.vectorizer.feature_names_)
+
+
+def split_on_time(frame: pd.DataFrame, boundary: pd.Timestamp, column: str = "pickup_datetime"):
+    """Rows picked up before ``boundary`` and rows at or after it."""
+    before = (frame[column] < boundary).to_numpy()
+    return frame.loc[before], frame.loc[~before]
+
+
+def build_training_set(cleaned: pd.DataFrame, boundary: pd.Timestamp, info: dict | None = None) -> TrainingSet:
+    """Split pooled cleaned rides at ``boundary`` and vectorize (fit on the training side)."""
+    train, val = split_on_time(cleaned, boundary)
+    if train.empty:
+        raise ValueError(f"no training rides picked up before {boundary:%Y-%m-%d}: check the training window")
+    if val.empty:
+        raise ValueError(f"no validation rides picked up on or after {boundary:%Y-%m-%d}")
+    X_train, dv = vectorize.fit_transform(train[FEATURE_COLUMNS])
+    X_val = vectorize.transform(val[FEATURE_COLUMNS], dv)
+    return TrainingSet(
+        X_train=X_train,
+        X_val=X_val,
+        y_train=train[TARGET].to_numpy(dtype=np.float64),
+        y_val=val[TARGET].to_numpy(dtype=np.float64),
+        vectorizer=dv,
+        info=dict(info or {}, boundary=str(boundary)),
+    )
+
+
+def save_training_set(ts: TrainingSet, path: Path) -> None:
+    """Write ``ts`` to ``path`` (an open temp file or a path; callers rename atomically)."""
+    arrays = {}
+    for name, m in (("X_train", ts.X_train), ("X_val", ts.X_val)):
+        arrays[f"{name}_data"] = m.data
+        arrays[f"{name}_indices"] = m.indices
+        arrays[f"{name}_indptr"] = m.indptr
+        arrays[f"{name}_shape"] = np.asarray(m.shape, dtype=np.int64)
+    arrays["y_train"] = ts.y_train
+    arrays["y_val"] = ts.y_val
+    arrays["feature_names"] = np.asarray(ts.feature_names, dtype=str)
+    header = {
+        "categorical": getattr(ts.vectorizer, "_categorical", None),
+        "numerical": getattr(ts.vectorizer, "_numerical", None),
+        "info": ts.info,
+    }
+    arrays["header"] = np.asarray(json.dumps(header))
+    np.savez_compressed(path, **arrays)
+
+
+def load_training_set(path: Path) -> TrainingSet:
+    with np.load(path, allow_pickle=False) as z:
+        header = json.loads(str(z["header"]))
+        mats = {}
+        for name in ("X_train", "X_val"):
+            mats[name] = sp.csr_matrix(
+                (z[f"{name}_data"], z[f"{name}_indices"], z[f"{name}_indptr"]), shape=tuple(z[f"{name}_shape"])
+            )
+        kwargs = {k: header[k] for k in ("categorical", "numerical") if header.get(k) is not None}
+        dv = vectorize.from_feature_names([str(n) for n in z["feature_names"]], **kwargs)
+        return TrainingSet(
+            X_train=mats["X_train"],
+            X_val=mats["X_val"],
+            y_train=z["y_train"],
+            y_val=z["y_val"],
+            vectorizer=dv,
+            info=header.get("info", {}),
+        )

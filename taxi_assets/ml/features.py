@@ -1,0 +1,68 @@
+"""Model features and the validation of prediction requests.
+
+The model sees two features, as in the course: the pickup/dropoff pair ``PU_DO`` (one-hot)
+and ``trip_distance``. Predictions are requested with raw records
+``{PULocationID, DOLocationID, trip_distance}``; :func:`records_to_features` turns them into
+features and rejects bad requests with a message naming the field and the row, never a
+silent zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from taxi_assets.ml.cleaning import MAX_LOCATION_ID, MIN_LOCATION_ID, pu_do
+
+CATEGORICAL_FEATURES = ["PU_DO"]
+NUMERICAL_FEATURES = ["trip_distance"]
+FEATURE_COLUMNS = CATEGORICAL_FEATURES + NUMERICAL_FEATURES
+TARGET = "duration"
+REQUEST_FIELDS = ["PULocationID", "DOLocationID", "trip_distance"]
+
+
+class InvalidRequestError(ValueError):
+    """A prediction request that cannot be scored."""
+
+
+def records_to_features(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
+    """Validate raw ride records and return the model's feature frame (``FEATURE_COLUMNS``)."""
+    if isinstance(records, dict):
+        records = [records]
+    frame = pd.DataFrame(records) if not isinstance(records, pd.DataFrame) else records
+    if frame.empty:
+        raise InvalidRequestError("no records to score: send at least one {PULocationID, DOLocationID, trip_distance}")
+    missing = [f for f in REQUEST_FIELDS if f not in frame.columns]
+    if missing:
+        raise InvalidRequestError(
+            f"missing field(s) {', '.join(missing)}: each record needs {', '.join(REQUEST_FIELDS)}"
+        )
+    values = {}
+    for name in REQUEST_FIELDS:
+        numeric = pd.to_numeric(frame[name], errors="coerce")
+        bad = numeric.isna() | ~np.isfinite(numeric.astype(float))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InvalidRequestError(
+                f"field {name!r} must be a finite number, got {frame[name].iloc[row]!r} in record {row}"
+            )
+        values[name] = numeric.astype(float).to_numpy()
+    for name in ("PULocationID", "DOLocationID"):
+        ids = values[name]
+        bad = (ids != np.round(ids)) | (ids < MIN_LOCATION_ID) | (ids > MAX_LOCATION_ID)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InvalidRequestError(
+                f"field {name!r} must be a TLC zone id between {MIN_LOCATION_ID} and {MAX_LOCATION_ID}, "
+                f"got {frame[name].iloc[row]!r} in record {row}"
+            )
+    distance = values["trip_distance"]
+    if (distance < 0).any():
+        row = int(np.flatnonzero(distance < 0)[0])
+        raise InvalidRequestError(f"field 'trip_distance' must not be negative, got {distance[row]} in record {row}")
+    return pd.DataFrame(
+        {
+            "PU_DO": pu_do(values["PULocationID"].astype(np.int64), values["DOLocationID"].astype(np.int64)),
+            "trip_distance": distance,
+        }
+    )

@@ -1,0 +1,127 @@
+"""A column-wise ``DictVectorizer``: the same matrix, without the list-of-dicts detour.
+
+The course vectorizes with ``DictVectorizer().fit_transform(df.to_dict(orient="records"))``:
+one Python dict per ride, then a Python loop over every key of every dict. For a yellow month
+(3.4 million rides) that is the slowest step of the pipeline and the largest peak of memory.
+
+:func:`fit_transform` builds exactly that matrix from the columns instead (same sorted feature
+names, same values, explicit zeros kept as ``DictVectorizer`` keeps them) and returns a real,
+fitted :class:`sklearn.feature_extraction.DictVectorizer`, so inference code and MLflow users
+can still call ``dv.transform(list_of_dicts)``. Categorical columns are one-hot as
+``"{column}={value}"`` (values as strings, as the course converts them); numerical columns
+are one feature each. Categories unseen at fit time are ignored at transform time, as
+``DictVectorizer`` does. The CSR matrix uses int32 indices, which every sklearn solver accepts
+(scipy may otherwise hand Lasso and LinearSVR int64 indices they reject).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction import DictVectorizer
+
+from taxi_assets.ml.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES
+
+
+def _as_categorical(values: pd.Series) -> pd.Categorical:
+    """The column as a categorical of strings, reusing an existing categorical's codes."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.array
+        if all(isinstance(c, str) for c in cat.categories[:5]):
+            return cat
+        return cat.rename_categories([str(c) for c in cat.categories])
+    codes, uniques = pd.factorize(values, sort=False)
+    labels = [str(u) for u in uniques]
+    return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object), validate=False)
+
+
+def fit(
+    frame: pd.DataFrame,
+    categorical: list[str] = CATEGORICAL_FEATURES,
+    numerical: list[str] = NUMERICAL_FEATURES,
+) -> DictVectorizer:
+    """A fitted ``DictVectorizer`` for ``frame``'s columns, built from distinct values only."""
+    names = [str(n) for n in numerical]
+    for column in categorical:
+        names.extend(f"{column}={value}" for value in _as_categorical(frame[column]).categories[_present(frame[column])])
+    names = sorted(set(names))
+    dv = DictVectorizer()
+    dv.feature_names_ = names
+    dv.vocabulary_ = {name: i for i, name in enumerate(names)}
+    dv._categorical = list(categorical)  # noqa: SLF001 - lets transform() know the columns
+    dv._numerical = list(numerical)  # noqa: SLF001
+    return dv
+
+
+def _present(values: pd.Series) -> np.ndarray:
+    """Which categories of the column occur (a categorical may carry unused ones)."""
+    cat = _as_categorical(values)
+    seen = np.zeros(len(cat.categories), dtype=bool)
+    codes = cat.codes
+    seen[codes[codes >= 0]] = True
+    return seen
+
+
+def transform(
+    frame: pd.DataFrame,
+    dv: DictVectorizer,
+    categorical: list[str] | None = None,
+    numerical: list[str] | None = None,
+) -> sp.csr_matrix:
+    """``dv.transform(frame.to_dict("records"))``, computed per column."""
+    categorical = list(categorical if categorical is not None else getattr(dv, "_categorical", CATEGORICAL_FEATURES))
+    numerical = list(numerical if numerical is not None else getattr(dv, "_numerical", NUMERICAL_FEATURES))
+    vocab = dv.vocabulary_
+    n = len(frame)
+    columns: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for column in categorical:
+        cat = _as_categorical(frame[column])
+        lookup = np.array([vocab.get(f"{column}={c}", -1) for c in cat.categories] + [-1], dtype=np.int64)
+        codes = np.asarray(cat.codes, dtype=np.int64)
+        columns.append(lookup[codes])  # code -1 (missing) picks the trailing -1
+        values.append(np.ones(n))
+    for column in numerical:
+        index = vocab.get(column, -1)
+        columns.append(np.full(n, index, dtype=np.int64))
+        values.append(frame[column].to_numpy(dtype=np.float64))
+    if not columns:
+        return sp.csr_matrix((n, len(vocab)))
+    col = np.column_stack(columns)
+    val = np.column_stack(values)
+    order = np.argsort(col, axis=1, kind="stable")
+    col = np.take_along_axis(col, order, axis=1)
+    val = np.take_along_axis(val, order, axis=1)
+    keep = col >= 0
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    if indptr[-1] > np.iinfo(np.int32).max:
+        raise ValueError("matrix has more than 2**31 stored values; split the training window")
+    matrix = sp.csr_matrix(
+        (val[keep], col[keep].astype(np.int32), indptr.astype(np.int32)),
+        shape=(n, len(vocab)),
+    )
+    return matrix
+
+
+def fit_transform(
+    frame: pd.DataFrame,
+    categorical: list[str] = CATEGORICAL_FEATURES,
+    numerical: list[str] = NUMERICAL_FEATURES,
+) -> tuple[sp.csr_matrix, DictVectorizer]:
+    """Fit on ``frame`` and return its matrix with the fitted vectorizer."""
+    dv = fit(frame, categorical, numerical)
+    return transform(frame, dv), dv
+
+
+def from_feature_names(
+    names: list[str], categorical: list[str] = CATEGORICAL_FEATURES, numerical: list[str] = NUMERICAL_FEATURES
+) -> DictVectorizer:
+    """Rebuild a fitted vectorizer from its stored feature names (no pickle needed)."""
+    dv = DictVectorizer()
+    dv.feature_names_ = list(names)
+    dv.vocabulary_ = {name: i for i, name in enumerate(dv.feature_names_)}
+    dv._categorical = list(categorical)  # noqa: SLF001
+    dv._numerical = list(numerical)  # noqa: SLF001
+    return dv

@@ -1,0 +1,95 @@
+"""Definition-time settings, read once from the environment when the code location loads.
+
+Everything here shapes the asset graph itself (which partitions exist, where data lives, how
+fresh assets must be), so it cannot be run config. Run-time knobs (tuning budgets, cleaning
+bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``TAXI_DATA_SOURCE`` | TLC CloudFront address | base URL or local folder holding ``{taxi}_tripdata_YYYY-MM.parquet`` |
+| ``TAXI_TYPE`` | ``green`` | ``green`` or ``yellow``; one type per deployment, recorded in paths |
+| ``TAXI_DATA_ROOT`` | ``<project>/data`` | where outputs (parquet, npz, models) are written |
+| ``TAXI_START_MONTH`` | ``2023-01`` | first monthly partition |
+| ``TAXI_TRAIN_MONTHS`` | ``1`` | months before M that ``training_set[M]`` trains on |
+| ``MLFLOW_TRACKING_URI`` | ``sqlite:///<data root>/mlflow/mlflow.db`` | MLflow tracking store (server URL in production) |
+| ``MLFLOW_ARTIFACT_LOCATION`` | ``<data root>/mlflow/artifacts`` | artifact root of the experiment (used when it is created) |
+| ``MLFLOW_EXPERIMENT_NAME`` | ``taxi-trip-duration-{taxi type}`` | experiment of all model runs |
+| ``TAXI_TRAINING_SET_FRESHNESS_SECONDS`` | ``600`` | training set fails freshness after this long (Mage's 600 s) |
+| ``TAXI_MODEL_FRESHNESS_SECONDS`` | ``86400`` | models fail freshness after this long (Mage's one day) |
+| ``TAXI_UI_BASE_URL`` | ``http://127.0.0.1:3000`` | links to runs in alerts |
+
+In production raise the freshness windows to the publishing cadence (TLC publishes monthly,
+with a lag of about two months): e.g. 35 days for the training set and models.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from taxi_assets.io.download import TLC_BASE_URL
+from taxi_assets.ml.schema import check_taxi_type
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_source: str
+    taxi_type: str
+    data_root: Path
+    start_month: str
+    train_months: int
+    mlflow_tracking_uri: str
+    mlflow_artifact_location: str
+    mlflow_experiment_name: str
+    training_set_freshness: timedelta
+    model_freshness: timedelta
+    ui_base_url: str
+
+    @property
+    def type_root(self) -> Path:
+        """Outputs of this deployment's taxi type: green and yellow never mix."""
+        return self.data_root / self.taxi_type
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (see the module docstring for the table)."""
+    taxi_type = check_taxi_type(os.environ.get("TAXI_TYPE", "green").strip().lower())
+    data_root = Path(os.environ.get("TAXI_DATA_ROOT", PROJECT_ROOT / "data")).expanduser().resolve()
+    mlflow_dir = data_root / "mlflow"
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+    artifacts = os.environ.get("MLFLOW_ARTIFACT_LOCATION") or (mlflow_dir / "artifacts").as_uri()
+    source = os.environ.get("TAXI_DATA_SOURCE", TLC_BASE_URL).strip()
+    if "://" not in source:
+        source = str(Path(source).expanduser().resolve())
+    start = os.environ.get("TAXI_START_MONTH", "2023-01")
+    return Settings(
+        data_source=source,
+        taxi_type=taxi_type,
+        data_root=data_root,
+        start_month=start,
+        train_months=_positive_int("TAXI_TRAIN_MONTHS", 1),
+        mlflow_tracking_uri=tracking,
+        mlflow_artifact_location=artifacts,
+        mlflow_experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", f"taxi-trip-duration-{taxi_type}"),
+        training_set_freshness=timedelta(seconds=_positive_int("TAXI_TRAINING_SET_FRESHNESS_SECONDS", 600)),
+        model_freshness=timedelta(seconds=_positive_int("TAXI_MODEL_FRESHNESS_SECONDS", 86400)),
+        ui_base_url=os.environ.get("TAXI_UI_BASE_URL", "http://127.0.0.1:3000").rstrip("/"),
+    )
+
+
+SETTINGS = load_settings()

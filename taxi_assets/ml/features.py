@@ -44,7 +44,7 @@ def records_to_features(records: pd.DataFrame | list[dict] | dict) -> pd.DataFra
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise InvalidRequestError(
-                f"field {name!r} must be a finite number, got {frame[name].iloc[row]!r} in record {row}"
+                f"field {name!r} must be a finite number, got {frame[name].tolist()[row]!r} in record {row}"
             )
         values[name] = numeric.astype(float).to_numpy()
     for name in ("PULocationID", "DOLocationID"):
@@ -54,7 +54,7 @@ def records_to_features(records: pd.DataFrame | list[dict] | dict) -> pd.DataFra
             row = int(np.flatnonzero(bad)[0])
             raise InvalidRequestError(
                 f"field {name!r} must be a TLC zone id between {MIN_LOCATION_ID} and {MAX_LOCATION_ID}, "
-                f"got {frame[name].iloc[row]!r} in record {row}"
+                f"got {frame[name].tolist()[row]!r} in record {row}"
             )
     distance = values["trip_distance"]
     if (distance < 0).any():

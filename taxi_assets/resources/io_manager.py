@@ -74,7 +74,7 @@ class TaxiIOManager(dg.ConfigurableIOManager):
             other = stem.with_suffix(ext)
             if other != target and other.exists():
                 other.unlink()
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(target)), "bytes": target.stat().st_size})
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(target)), "stored_bytes": target.stat().st_size})
 
     def load_input(self, context: dg.InputContext):
         columns = (context.definition_metadata or {}).get("columns")

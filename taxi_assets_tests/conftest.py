@@ -1,0 +1,58 @@
+"""Shared fixtures. The environment is set before ``taxi_assets`` is imported, because the
+settings module reads it once at import: tests never write into the project's own data
+folder, DAGSTER_HOME or MLflow store."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="taxi-tests-"))
+
+os.environ["TAXI_DATA_SOURCE"] = str(SHARED_DATA)
+os.environ["TAXI_DATA_ROOT"] = str(_SESSION_ROOT / "data")
+os.environ["DAGSTER_HOME"] = str(_SESSION_ROOT / "dagster_home")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("MLFLOW_ARTIFACT_LOCATION", None)
+os.environ.pop("TAXI_TYPE", None)
+os.environ.pop("TAXI_TRAIN_MONTHS", None)
+Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+
+import dagster as dg  # noqa: E402
+import pytest  # noqa: E402
+
+from taxi_assets.resources.data_source import TlcDataSource  # noqa: E402
+from taxi_assets.resources.io_manager import TaxiIOManager  # noqa: E402
+
+if not (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
+    raise RuntimeError(
+        f"the shared TLC months are missing at {SHARED_DATA}: set TAXI_DATA_SOURCE to the folder "
+        "holding green_tripdata_2023-02..2024-02.parquet"
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+@pytest.fixture
+def io_manager(tmp_path) -> TaxiIOManager:
+    return TaxiIOManager(base_dir=str(tmp_path / "outputs"))
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def resources(io_manager) -> dict:
+    """Resources pointing at the shared real months and a per-test output folder."""
+    return {"io_manager": io_manager, "data_source": TlcDataSource(base=str(SHARED_DATA), backoff_seconds=0.01)}

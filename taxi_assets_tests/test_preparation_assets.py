@@ -1,0 +1,208 @@
+"""Ingestion and preparation assets materialized through Dagster on the real TLC months,
+plus every bad-input case: each fails with one message naming the month/file and leaves
+earlier good outputs byte-for-byte intact."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_assets.assets.ingestion import raw_trips
+from taxi_assets.assets.preparation import cleaned_trips, training_set
+from taxi_assets.resources.data_source import TlcDataSource
+from taxi_assets_tests.test_download import TLCServer
+
+ASSETS = [raw_trips, cleaned_trips, training_set]
+RAW = dg.AssetKey("raw_trips")
+
+
+def materialize(keys, partition, resources, instance, run_config=None, raise_on_error=True):
+    return dg.materialize(
+        ASSETS,
+        selection=keys,
+        partition_key=partition,
+        resources=resources,
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
+    )
+
+
+def meta(result, key: str) -> dict:
+    (mat,) = [m for m in result.asset_materializations_for_node(key)]
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
+def checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def failure_message(result) -> str:
+    events = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert events, "expected a failed step"
+    error, messages = events[0].step_failure_data.error, []
+    while error is not None:  # a failed input load wraps the IO manager's message as the cause
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
+
+
+@pytest.fixture
+def reference_outputs(resources, instance):
+    for month in ("2024-01", "2024-02"):
+        materialize(["raw_trips", "cleaned_trips"], month, resources, instance)
+    return materialize(["training_set"], "2024-02", resources, instance)
+
+
+def test_reference_window_through_dagster(reference_outputs, resources, instance, io_manager):
+    result = reference_outputs
+    ts_meta = meta(result, "training_set")
+    assert ts_meta["train_rows"] == 54_378
+    assert ts_meta["validation_rows"] == 51_492
+    assert ts_meta["num_features"] == 5_094
+    assert ts_meta["window_rows"] == 105_870 and ts_meta["window_features"] == 7_027
+    assert ts_meta["train_months"] == "2024-01"
+    assert checks(result) == {"consistent_shapes": True}
+    ts = io_manager.load(dg.AssetKey("training_set"), "2024-02")
+    assert ts.X_train.shape == (54_378, 5_094) and ts.X_val.shape == (51_492, 5_094)
+    stored = pq.read_table(io_manager.path_for(RAW, "2024-01"))
+    assert stored.num_rows == 56_551 and stored.schema.field("PULocationID").type == pa.int32()
+
+
+def test_raw_and_cleaned_metadata(resources, instance, shared_data):
+    result = materialize(["raw_trips", "cleaned_trips"], "2024-01", resources, instance)
+    raw = meta(result, "raw_trips")
+    assert raw["rows"] == 56_551 and raw["columns"] == 20
+    assert raw["sha256"] == sha(shared_data / "green_tripdata_2024-01.parquet")
+    assert raw["bytes"] == (shared_data / "green_tripdata_2024-01.parquet").stat().st_size
+    assert raw["pickup_min"] == "2023-12-31 14:38:47" and raw["pickup_max"] == "2024-01-31 23:57:29"
+    assert raw["preview"].count("\n") == 6 and "PULocationID" in raw["preview"].splitlines()[0]
+    cleaned = meta(result, "cleaned_trips")
+    assert cleaned["rows_in"] == 56_551 and cleaned["rows_out"] == 54_373
+    assert cleaned["dropped_duration_below_min"] == 1_620 and cleaned["dropped_duration_above_max"] == 558
+    assert 1 <= cleaned["duration_p50"] <= 60 and cleaned["duration_max"] <= 60
+    assert checks(result) == {"schema_matches": True, "pickups_in_month": True, "has_rides": True, "duration_within_bounds": True}
+
+
+def test_cleaning_bounds_are_run_config(resources, instance):
+    materialize(["raw_trips"], "2024-01", resources, instance)
+    config = {"ops": {"cleaned_trips": {"config": {"min_duration_minutes": 2.0, "max_duration_minutes": 30.0}}}}
+    result = materialize(["cleaned_trips"], "2024-01", resources, instance, run_config=config)
+    cleaned = meta(result, "cleaned_trips")
+    assert cleaned["duration_max"] <= 30 and cleaned["rows_out"] < 54_373
+    bad = {"ops": {"cleaned_trips": {"config": {"min_duration_minutes": 50.0, "max_duration_minutes": 5.0}}}}
+    result = materialize(["cleaned_trips"], "2024-01", resources, instance, run_config=bad, raise_on_error=False)
+    assert not result.success
+    assert "cleaned_trips[2024-01]: invalid config min_duration_minutes=50.0, max_duration_minutes=5.0" in failure_message(result)
+
+
+def _source_with(tmp_path, shared_data, month_file, content=None, table=None):
+    folder = tmp_path / "source"
+    folder.mkdir(exist_ok=True)
+    target = folder / month_file
+    if content is not None:
+        target.write_bytes(content)
+    elif table is not None:
+        pq.write_table(table, target)
+    else:
+        shutil.copy(shared_data / month_file, target)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("truncated", "green_tripdata_2024-01.parquet"),
+        ("html", "not a parquet file"),
+        ("missing_column", "green_tripdata_2024-01.parquet: required column(s) missing: trip_distance"),
+        ("empty", "green_tripdata_2024-01.parquet holds no rides"),
+    ],
+)
+def test_bad_month_is_rejected_and_previous_output_survives(case, expected, resources, instance, io_manager, tmp_path, shared_data):
+    materialize(["raw_trips"], "2024-01", resources, instance)
+    good = io_manager.path_for(RAW, "2024-01")
+    before = sha(good)
+    name = "green_tripdata_2024-01.parquet"
+    real = pq.read_table(shared_data / name)
+    if case == "truncated":
+        folder = _source_with(tmp_path, shared_data, name, content=(shared_data / name).read_bytes()[:500_000])
+    elif case == "html":
+        folder = _source_with(tmp_path, shared_data, name, content=b"<!DOCTYPE html><html>moved</html>")
+    elif case == "missing_column":
+        folder = _source_with(tmp_path, shared_data, name, table=real.drop_columns(["trip_distance"]))
+    else:
+        folder = _source_with(tmp_path, shared_data, name, table=real.slice(0, 0))
+    bad_resources = dict(resources, data_source=TlcDataSource(base=str(folder), backoff_seconds=0.01))
+    result = materialize(["raw_trips"], "2024-01", bad_resources, instance, raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert expected in message
+    assert "2024-01" in message
+    assert sha(good) == before
+    assert sorted(p.name for p in good.parent.iterdir()) == ["2024-01.parquet"]
+
+
+def test_schema_drift_month_is_normalized(resources, instance, io_manager, tmp_path, shared_data):
+    name = "green_tripdata_2024-01.parquet"
+    real = pq.read_table(shared_data / name)
+    drifted = real.set_column(
+        real.column_names.index("PULocationID"), "PULocationID", real.column("PULocationID").cast(pa.int64())
+    ).set_column(real.column_names.index("ehail_fee"), "ehail_fee", pa.nulls(real.num_rows, pa.null()))
+    folder = _source_with(tmp_path, shared_data, name, table=drifted)
+    result = materialize(["raw_trips"], "2024-01", dict(resources, data_source=TlcDataSource(base=str(folder))), instance)
+    raw = meta(result, "raw_trips")
+    assert "PULocationID (int64 -> int32)" in raw["cast_columns"] and "ehail_fee (null -> double)" in raw["cast_columns"]
+    assert checks(result)["schema_matches"] is True
+    assert pq.read_schema(io_manager.path_for(RAW, "2024-01")).field("PULocationID").type == pa.int32()
+
+
+def test_wrong_month_file_fails_the_blocking_check(resources, instance, tmp_path, shared_data):
+    # The 2023-12 file served under the 2024-01 name: readable, but the wrong month.
+    folder = _source_with(tmp_path, shared_data, "green_tripdata_2024-01.parquet",
+                          content=(shared_data / "green_tripdata_2023-12.parquet").read_bytes())
+    res = dict(resources, data_source=TlcDataSource(base=str(folder)))
+    result = materialize(["raw_trips", "cleaned_trips"], "2024-01", res, instance, raise_on_error=False)
+    assert checks(result)["pickups_in_month"] is False
+    assert result.asset_materializations_for_node("cleaned_trips") == []
+
+
+def test_missing_month_names_the_file(resources, instance):
+    result = materialize(["raw_trips"], "2023-01", resources, instance, raise_on_error=False)
+    assert not result.success
+    assert "green_tripdata_2023-01.parquet" in failure_message(result)
+    assert "not published" in failure_message(result)
+
+
+def test_training_set_needs_its_window(resources, instance):
+    materialize(["raw_trips", "cleaned_trips"], "2024-02", resources, instance)
+    result = materialize(["training_set"], "2024-02", resources, instance, raise_on_error=False)
+    assert "cleaned_trips[2024-01] has not been materialized" in failure_message(result)
+    result = materialize(["training_set"], "2023-01", resources, instance, raise_on_error=False)
+    assert not result.success
+
+
+def test_http_source_end_to_end(resources, instance, io_manager, shared_data):
+    server = TLCServer()
+    server.thread.start()
+    try:
+        http = TlcDataSource(base=f"{server.base}/flaky", backoff_seconds=0.01)
+        result = materialize(["raw_trips"], "2024-02", dict(resources, data_source=http), instance)
+        raw = meta(result, "raw_trips")
+        assert raw["source"] == f"{server.base}/flaky/green_tripdata_2024-02.parquet"
+        assert raw["sha256"] == sha(shared_data / "green_tripdata_2024-02.parquet")
+        assert server.count("/flaky/green_tripdata_2024-02.parquet") == 2
+        unpublished = TlcDataSource(base=f"{server.base}/tlc", backoff_seconds=0.01)
+        result = materialize(["raw_trips"], "2024-05", dict(resources, data_source=unpublished), instance, raise_on_error=False)
+        assert "green_tripdata_2024-05.parquet is not published yet" in failure_message(result)
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()

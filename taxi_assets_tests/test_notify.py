@@ -1,0 +1,303 @@
+"""Alert delivery against a real SMTP server (aiosmtpd) and a real HTTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from taxi_assets.io.notify import (
+    Alert,
+    NotificationError,
+    format_email,
+    notify_all,
+    post_webhook,
+    send_email,
+    slack_payload,
+)
+
+SECRET_PATH = "/services/T000/B000/very-secret-token"
+
+
+@pytest.fixture
+def alert() -> Alert:
+    return Alert(
+        title="Asset materialization failed",
+        asset="cleaned_trips",
+        partition="2024-01",
+        run_id="3f2a9c1e-run",
+        detail="KeyError: 'lpep_pickup_datetime' missing in green_tripdata_2024-01.parquet",
+        url="http://dagster.local:3000/runs/3f2a9c1e-run",
+    )
+
+
+# ------------------------------------------------------------------------- servers
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.envelopes = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+class _EphemeralController(Controller):
+    """aiosmtpd Controller on port 0: learn the real port before the readiness probe."""
+
+    def _trigger_server(self):
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = _Inbox()
+    controller = _EphemeralController(inbox, hostname="127.0.0.1", port=0)
+    controller.start()
+    try:
+        yield controller, inbox
+    finally:
+        controller.stop()
+
+
+class _WebhookServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, status: int) -> None:
+        super().__init__(("127.0.0.1", 0), _WebhookHandler)
+        self.status = status
+        self.requests: list[tuple[str, str, bytes]] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append((self.path, self.headers.get("Content-Type"), body))
+        reply = b"ok" if self.server.status < 300 else b"invalid_token"
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format, *args):  # keep pytest output clean
+        pass
+
+
+def _start_http(status: int) -> tuple[_WebhookServer, threading.Thread]:
+    server = _WebhookServer(status)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture
+def webhook_server():
+    server, thread = _start_http(200)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def failing_webhook_server():
+    server, thread = _start_http(500)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _email_cfg(port: int) -> dict:
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "sender": "dagster@taxi.local",
+        "recipients": ["oncall@taxi.local", "ml@taxi.local"],
+        "timeout": 5,
+    }
+
+
+def _parse(envelope) -> email.message.EmailMessage:
+    return email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+
+
+def _assert_alert_in_text(text: str, alert: Alert) -> None:
+    for needle in (alert.asset, alert.partition, alert.run_id, alert.url):
+        assert needle in text, f"{needle!r} missing from {text!r}"
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_format_email_and_slack_payload_name_everything(alert):
+    message = format_email(alert, sender="a@x", recipients="b@x, c@x")
+    assert message["Subject"] == (
+        "[taxi-assets ERROR] Asset materialization failed - cleaned_trips / 2024-01"
+    )
+    assert message["To"] == "b@x, c@x"
+    body = message.get_content()
+    _assert_alert_in_text(body, alert)
+    assert alert.detail in body
+
+    payload = slack_payload(alert)
+    assert set(payload) == {"text", "blocks"}
+    _assert_alert_in_text(payload["text"], alert)
+    assert alert.detail in payload["text"]
+    blocks_text = json.dumps(payload["blocks"])
+    _assert_alert_in_text(blocks_text, alert)
+    assert payload["blocks"][0] == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": "ERROR: Asset materialization failed"},
+    }
+    assert payload["blocks"][-1]["text"]["text"] == f"<{alert.url}|Open run {alert.run_id}>"
+
+
+def test_email_subject_survives_a_round_trip_unfolded(alert):
+    alert.title = "t" * 400
+    raw = format_email(alert, sender="a@x", recipients=["b@x"]).as_bytes()
+    lines = raw.split(b"\n")
+    subject_at = next(i for i, line in enumerate(lines) if line.startswith(b"Subject: [taxi-assets"))
+    assert not lines[subject_at + 1].startswith((b" ", b"\t")), "subject header was folded"
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "[taxi-assets ERROR] " + "t" * 199 + "… - cleaned_trips / 2024-01"
+
+
+def test_slack_payload_respects_block_limits_and_escapes(alert):
+    alert.title = "x" * 400
+    alert.detail = "<b> & " + "y" * 5000
+    alert.partition = None
+    alert.url = None
+    payload = slack_payload(alert)
+    header = payload["blocks"][0]["text"]["text"]
+    assert len(header) == 150 and header.endswith("…")
+    detail = payload["blocks"][2]["text"]["text"]
+    assert len(detail) == 3000 and detail.startswith("*Detail:*\n```&lt;b&gt; &amp; ")
+    assert "`(unpartitioned)`" in payload["blocks"][1]["fields"][1]["text"]
+    assert all("Open run" not in json.dumps(block) for block in payload["blocks"])
+
+
+def test_notify_all_sends_email_and_webhook(alert, smtp_server, webhook_server, caplog):
+    controller, inbox = smtp_server
+    url = webhook_server.base_url + SECRET_PATH
+    log = logging.getLogger("test_notify")
+    with caplog.at_level(logging.INFO, logger="test_notify"):
+        statuses = notify_all(alert, _email_cfg(controller.port), url, log)
+    assert statuses == {"email": "sent", "webhook": "sent"}
+
+    assert len(inbox.envelopes) == 1
+    envelope = inbox.envelopes[0]
+    assert envelope.mail_from == "dagster@taxi.local"
+    assert envelope.rcpt_tos == ["oncall@taxi.local", "ml@taxi.local"]
+    received = _parse(envelope)
+    assert received["Subject"] == (
+        "[taxi-assets ERROR] Asset materialization failed - cleaned_trips / 2024-01"
+    )
+    body = received.get_content()
+    _assert_alert_in_text(body, alert)
+    assert f"Run ID:    {alert.run_id}" in body
+    assert alert.detail in body
+
+    assert len(webhook_server.requests) == 1
+    path, content_type, raw = webhook_server.requests[0]
+    assert path == SECRET_PATH
+    assert content_type == "application/json"
+    payload = json.loads(raw)
+    assert payload == slack_payload(alert)
+    _assert_alert_in_text(payload["text"], alert)
+    assert "Alert email sent for cleaned_trips run 3f2a9c1e-run" in caplog.text
+
+
+def test_down_email_channel_fails_but_webhook_still_sends(alert, webhook_server, caplog):
+    log = logging.getLogger("test_notify")
+    with caplog.at_level(logging.INFO, logger="test_notify"):
+        statuses = notify_all(alert, _email_cfg(_closed_port()), webhook_server.base_url + "/hook", log)
+    assert statuses["email"].startswith("failed: ConnectionRefusedError: ")
+    assert statuses["webhook"] == "sent"
+    assert len(webhook_server.requests) == 1
+    assert "Alert email failed: ConnectionRefusedError" in caplog.text
+
+
+def test_down_webhook_fails_but_email_still_sends(alert, smtp_server):
+    controller, inbox = smtp_server
+    url = f"http://127.0.0.1:{_closed_port()}{SECRET_PATH}"
+    statuses = notify_all(alert, _email_cfg(controller.port), url, logging.getLogger("test_notify"))
+    assert statuses["email"] == "sent"
+    assert len(inbox.envelopes) == 1
+    assert statuses["webhook"].startswith("failed: NotificationError: webhook http://127.0.0.1:")
+    assert "unreachable: ConnectionError" in statuses["webhook"]
+    assert "very-secret-token" not in statuses["webhook"]
+
+
+def test_webhook_non_2xx_raises_a_clear_error(alert, failing_webhook_server):
+    url = failing_webhook_server.base_url + SECRET_PATH
+    with pytest.raises(NotificationError) as excinfo:
+        post_webhook(alert, url, timeout=5)
+    assert str(excinfo.value) == (
+        f"webhook {failing_webhook_server.base_url}/… returned HTTP 500: invalid_token"
+    )
+    statuses = notify_all(alert, None, url, logging.getLogger("test_notify"))
+    assert statuses == {
+        "email": "skipped (not configured)",
+        "webhook": f"failed: NotificationError: webhook {failing_webhook_server.base_url}/… "
+        "returned HTTP 500: invalid_token",
+    }
+    assert len(failing_webhook_server.requests) == 2
+
+
+def test_unconfigured_channels_are_skipped_and_logged(alert, caplog):
+    log = logging.getLogger("test_notify")
+    with caplog.at_level(logging.INFO, logger="test_notify"):
+        statuses = notify_all(alert, None, None, log)
+        assert notify_all(alert, {}, "", log) == statuses
+    assert statuses == {"email": "skipped (not configured)", "webhook": "skipped (not configured)"}
+    assert "Alert email skipped (not configured): no SMTP settings given" in caplog.text
+    assert "Alert webhook skipped (not configured): no webhook URL given" in caplog.text
+
+
+def test_bad_email_config_is_a_failure_not_a_crash(alert):
+    statuses = notify_all(alert, {"host": "127.0.0.1", "port": 25, "smtp_pass": "x"}, None)
+    assert statuses["email"] == (
+        "failed: ValueError: email config is missing ['sender', 'recipients'] "
+        "and has unknown keys ['smtp_pass']"
+    )
+    assert statuses["webhook"] == "skipped (not configured)"
+
+
+def test_send_email_directly(alert, smtp_server):
+    controller, inbox = smtp_server
+    send_email(
+        alert,
+        host="127.0.0.1",
+        port=controller.port,
+        sender="dagster@taxi.local",
+        recipients="oncall@taxi.local",
+        timeout=5,
+    )
+    assert [e.rcpt_tos for e in inbox.envelopes] == [["oncall@taxi.local"]]
+    assert _parse(inbox.envelopes[0])["To"] == "oncall@taxi.local"
+    with pytest.raises(ValueError, match="send_email: no recipients configured"):
+        send_email(alert, host="127.0.0.1", port=controller.port, sender="a@x", recipients=" , ")

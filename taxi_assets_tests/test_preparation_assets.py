@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -86,7 +87,16 @@ def test_raw_and_cleaned_metadata(resources, instance, shared_data):
     assert raw["bytes"] == (shared_data / "green_tripdata_2024-01.parquet").stat().st_size
     assert raw["pickup_min"] == "2023-12-31 14:38:47" and raw["pickup_max"] == "2024-01-31 23:57:29"
     assert raw["preview"].count("\n") == 6 and "PULocationID" in raw["preview"].splitlines()[0]
+    profile_rows = [line for line in raw["profile"].splitlines() if line.startswith("| ")][2:]
+    assert len(profile_rows) == 20  # one per normalized column, after the header and rule
+    (ehail,) = [line for line in profile_rows if line.startswith("| ehail_fee ")]
+    assert "| 56551 |" in ehail.replace(",", "")  # every ehail_fee is missing
+    for name in ("pickups_per_day", "trip_distance_histogram"):
+        assert raw[name].startswith("![raw_trips 2024-01 ") and "data:image/png;base64," in raw[name]
+        png = Path(raw["report_dir"]) / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cleaned = meta(result, "cleaned_trips")
+    assert (Path(cleaned["report_dir"]) / "duration_histogram.png").stat().st_size > 1000
     assert cleaned["rows_in"] == 56_551 and cleaned["rows_out"] == 54_373
     assert cleaned["dropped_duration_below_min"] == 1_620 and cleaned["dropped_duration_above_max"] == 558
     assert 1 <= cleaned["duration_p50"] <= 60 and cleaned["duration_max"] <= 60

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from taxi_assets.assets.profiles import profile_metadata
 from taxi_assets.checks.data_checks import check_pickups_in_month, check_schema, raw_trips_check_specs
 from taxi_assets.io.download import DataSourceError, DownloadError
 from taxi_assets.ml.schema import SchemaError, normalize_table
@@ -85,6 +86,9 @@ def raw_trips(context: dg.AssetExecutionContext, data_source: TlcDataSource):
             "filled_columns": ", ".join(report.filled_columns) or "none",
             "dropped_columns": ", ".join(report.dropped_columns) or "none",
             "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+            **profile_metadata(
+                table.to_pandas(), "raw_trips", month, "pickup_datetime", {"trip_distance": "miles"}
+            ),
         },
     )
     yield check_schema(table, data_source.taxi_type)

@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from taxi_assets.assets.profiles import profile_metadata
 from taxi_assets.checks.data_checks import (
     CLEANED,
     check_duration_bounds,
@@ -74,6 +75,13 @@ def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw
             "distinct_pu_do": int(cleaned["PU_DO"].nunique()),
             **_summary(cleaned["duration"], "duration"),
             **_summary(cleaned["trip_distance"], "distance"),
+            **profile_metadata(
+                cleaned,
+                "cleaned_trips",
+                context.partition_key,
+                "pickup_datetime",
+                {"trip_distance": "miles", "duration": "minutes"},
+            ),
         },
     )
     yield check_has_rides(CLEANED, len(cleaned))

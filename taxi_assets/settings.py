@@ -17,6 +17,9 @@ bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 | ``TAXI_TRAINING_SET_FRESHNESS_SECONDS`` | ``600`` | training set fails freshness after this long (Mage's 600 s) |
 | ``TAXI_MODEL_FRESHNESS_SECONDS`` | ``86400`` | models fail freshness after this long (Mage's one day) |
 | ``TAXI_UI_BASE_URL`` | ``http://127.0.0.1:3000`` | links to runs in alerts |
+| ``TAXI_DRIFT_PSI_WARN`` | ``0.2`` | PSI above which ``data_drift`` warns (0.1-0.2 moderate, >0.2 major) |
+| ``TAXI_DRIFT_UNSEEN_PU_DO_WARN`` | ``0.1`` | share of rides with a pickup/dropoff pair unseen in training above which it warns |
+| ``TAXI_CHAMPION_TOLERANCE`` | ``0.0`` | minutes of RMSE a challenger may lose against the champion and still be promoted |
 
 In production raise the freshness windows to the publishing cadence (TLC publishes monthly,
 with a lag of about two months): e.g. 35 days for the training set and models.
@@ -48,6 +51,9 @@ class Settings:
     training_set_freshness: timedelta
     model_freshness: timedelta
     ui_base_url: str
+    drift_psi_warn: float
+    drift_unseen_pu_do_warn: float
+    champion_tolerance: float
 
     @property
     def type_root(self) -> Path:
@@ -63,6 +69,17 @@ def _positive_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
     return value
 
 
@@ -89,6 +106,9 @@ def load_settings() -> Settings:
         training_set_freshness=timedelta(seconds=_positive_int("TAXI_TRAINING_SET_FRESHNESS_SECONDS", 600)),
         model_freshness=timedelta(seconds=_positive_int("TAXI_MODEL_FRESHNESS_SECONDS", 86400)),
         ui_base_url=os.environ.get("TAXI_UI_BASE_URL", "http://127.0.0.1:3000").rstrip("/"),
+        drift_psi_warn=_float("TAXI_DRIFT_PSI_WARN", 0.2),
+        drift_unseen_pu_do_warn=_float("TAXI_DRIFT_UNSEEN_PU_DO_WARN", 0.1),
+        champion_tolerance=_float("TAXI_CHAMPION_TOLERANCE", 0.0),
     )
 
 

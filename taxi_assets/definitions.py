@@ -1,10 +1,10 @@
 """The code location: every asset, check, resource, job, schedule and sensor in one place."""
 
-from __future__ import annotations
-
 import dagster as dg
 
-from taxi_assets.assets import ingestion, preparation
+from taxi_assets.assets import ingestion, monitoring, preparation
+from taxi_assets.automation import triggers
+from taxi_assets.executors import executor_from_settings
 from taxi_assets.partitions import monthly_partitions
 from taxi_assets.resources.data_source import TlcDataSource
 from taxi_assets.resources.io_manager import TaxiIOManager
@@ -27,8 +27,22 @@ def build_resources() -> dict:
     }
 
 
+def with_automation(assets: list) -> list:
+    """Every asset downstream of raw_trips retrains on its own when its inputs change."""
+    condition = triggers.retrain_condition()
+    return [
+        a.map_asset_specs(lambda spec: spec if spec.key == triggers.RAW else spec.replace_attributes(automation_condition=condition))
+        for a in assets
+    ]
+
+
+all_assets = with_automation(dg.load_assets_from_modules([ingestion, preparation, monitoring]))
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, preparation]),
-    jobs=[taxi_pipeline],
+    assets=all_assets,
+    jobs=[taxi_pipeline, triggers.ingest_month_job, triggers.retrain_month_job],
+    schedules=[triggers.monthly_ingestion_schedule],
+    sensors=[triggers.new_month_sensor, triggers.drift_retraining_sensor, triggers.automation_sensor],
     resources=build_resources(),
+    executor=executor_from_settings(),
 )

@@ -175,14 +175,20 @@ def test_schema_drift_month_is_normalized(resources, instance, io_manager, tmp_p
     assert pq.read_schema(io_manager.path_for(RAW, "2024-01")).field("PULocationID").type == pa.int32()
 
 
-def test_wrong_month_file_fails_the_blocking_check(resources, instance, tmp_path, shared_data):
+def test_wrong_month_file_fails_the_blocking_check(resources, instance, io_manager, tmp_path, shared_data):
     # The 2023-12 file served under the 2024-01 name: readable, but the wrong month.
     folder = _source_with(tmp_path, shared_data, "green_tripdata_2024-01.parquet",
                           content=(shared_data / "green_tripdata_2023-12.parquet").read_bytes())
     res = dict(resources, data_source=TlcDataSource(base=str(folder)))
+    materialize(["raw_trips"], "2024-01", resources, instance)
+    good = io_manager.path_for(RAW, "2024-01")
+    before = sha(good)
     result = materialize(["raw_trips", "cleaned_trips"], "2024-01", res, instance, raise_on_error=False)
     assert checks(result)["pickups_in_month"] is False
+    assert "green_tripdata_2024-01.parquet failed validation for 2024-01 (pickups_in_month" in failure_message(result)
+    assert result.asset_materializations_for_node("raw_trips") == []
     assert result.asset_materializations_for_node("cleaned_trips") == []
+    assert sha(good) == before
 
 
 def test_missing_month_names_the_file(resources, instance):

@@ -71,6 +71,17 @@ def raw_trips(context: dg.AssetExecutionContext, data_source: TlcDataSource):
     preview = table.select([c for c in PREVIEW_COLUMNS if c in table.column_names]).slice(0, 5).to_pandas()
     context.log.info(f"{file_name}: {table.num_rows:,} rides, {fetched.num_bytes:,} bytes in {time.perf_counter() - started:.2f}s")
     start, end = month_bounds(month)
+    checks = [check_schema(table, data_source.taxi_type), check_pickups_in_month(pickups.to_pandas(), start, end)]
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        # A readable file that is not this month's (or not our schema) must not replace a good
+        # month: record the failed checks, then fail the step before anything is written.
+        yield from checks
+        details = "; ".join(f"{c.check_name}: {dict((k, getattr(v, 'value', v)) for k, v in c.metadata.items())}" for c in failed)
+        raise dg.Failure(
+            description=f"{file_name} failed validation for {month} ({details}); nothing was replaced",
+            allow_retries=False,
+        )
     yield dg.Output(
         table,
         metadata={
@@ -91,5 +102,4 @@ def raw_trips(context: dg.AssetExecutionContext, data_source: TlcDataSource):
             ),
         },
     )
-    yield check_schema(table, data_source.taxi_type)
-    yield check_pickups_in_month(pickups.to_pandas(), start, end)
+    yield from checks

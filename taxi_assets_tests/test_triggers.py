@@ -1,0 +1,127 @@
+"""Sensors, schedule and declarative automation, driven by Dagster's own evaluation APIs
+against a real instance."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from taxi_assets.assets.ingestion import raw_trips
+from taxi_assets.assets.preparation import cleaned_trips
+from taxi_assets.automation import triggers
+from taxi_assets.definitions import all_assets, defs
+from taxi_assets.resources.data_source import TlcDataSource
+
+
+def requested(result) -> list[str]:
+    if isinstance(result, dg.SkipReason):
+        return []
+    return [r.partition_key for r in result]
+
+
+def run_sensor(instance, source: TlcDataSource, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data_source": source})
+    result = triggers.new_month_sensor(context)
+    return result, context.cursor
+
+
+def test_new_month_sensor_requests_each_published_month_once(instance, shared_data, tmp_path, resources):
+    result, cursor = run_sensor(instance, TlcDataSource(base=str(shared_data)))
+    # 2023-01 is not in the folder (skipped while bootstrapping); 2024-03 is not published yet.
+    assert requested(result) == [f"2023-{m:02d}" for m in range(2, 13)] + ["2024-01", "2024-02"]
+    assert cursor == "2024-02"
+    again, cursor_again = run_sensor(instance, TlcDataSource(base=str(shared_data)), cursor)
+    assert isinstance(again, dg.SkipReason) and cursor_again == "2024-02"
+
+    # A folder that publishes 2024-03 later: the next tick requests exactly that month.
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    shutil.copy(shared_data / "green_tripdata_2024-02.parquet", folder / "green_tripdata_2024-03.parquet")
+    result, cursor = run_sensor(instance, TlcDataSource(base=str(folder)), "2024-02")
+    assert requested(result) == ["2024-03"] and cursor == "2024-03"
+
+
+def test_new_month_sensor_skips_months_already_ingested(instance, shared_data, resources):
+    dg.materialize([raw_trips], partition_key="2024-01", resources=resources, instance=instance)
+    result, _ = run_sensor(instance, TlcDataSource(base=str(shared_data)), "2023-12")
+    assert requested(result) == ["2024-02"]
+
+
+def test_new_month_sensor_survives_source_errors(instance):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result, cursor = run_sensor(instance, TlcDataSource(base=f"http://127.0.0.1:{port}/trip-data", timeout_seconds=2), "2024-01")
+    assert isinstance(result, dg.SkipReason)
+    assert cursor == "2024-01"
+
+
+def test_monthly_schedule_targets_the_published_lag(instance, resources):
+    dg.materialize([raw_trips], partition_key="2024-01", resources=resources, instance=instance)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2024, 4, 25, 6, tzinfo=timezone.utc))
+    result = triggers.monthly_ingestion_schedule(context)
+    # April 25th: February is out (two months back); January (three back) is already ingested.
+    assert [r.partition_key for r in result] == ["2024-02"]
+
+
+def materialize_raw(month, resources, instance, source=None):
+    res = dict(resources, data_source=source) if source else resources
+    return dg.materialize([raw_trips], partition_key=month, resources=res, instance=instance, raise_on_error=False)
+
+
+def automation_requests(instance, resources, cursor=None):
+    evaluated = dg.Definitions(assets=all_assets, resources=resources)
+    result = dg.evaluate_automation_conditions(defs=evaluated, instance=instance, cursor=cursor)
+    out = {}
+    for spec_key in defs.resolve_asset_graph().get_all_asset_keys():
+        parts = result.get_requested_partitions(spec_key)
+        if parts:
+            out[spec_key.to_user_string()] = sorted(parts)
+    return out, result.cursor
+
+
+def test_automation_carries_new_months_downstream(instance, resources):
+    # The automation sensor runs continuously: a first tick sees an empty deployment.
+    requests, cursor = automation_requests(instance, resources)
+    assert requests == {}
+    for month in ("2024-01", "2024-02"):
+        assert materialize_raw(month, resources, instance).success
+    requests, cursor = automation_requests(instance, resources, cursor)
+    assert requests == {"cleaned_trips": ["2024-01", "2024-02"]}
+    # Downstream assets wait for the blocking checks of cleaned_trips, then follow.
+    for month in requests["cleaned_trips"]:
+        dg.materialize([raw_trips, cleaned_trips], selection=["cleaned_trips"], partition_key=month,
+                       resources=resources, instance=instance)
+    requests, cursor = automation_requests(instance, resources, cursor)
+    # training_set[2024-01] would need cleaned 2023-12, which is missing, so it waits.
+    assert requests == {"training_set": ["2024-02"], "data_drift": ["2024-02"]}
+    # Requests are not repeated on the next tick while nothing new arrived.
+    again, _ = automation_requests(instance, resources, cursor)
+    assert again == {}
+
+
+def test_blocking_check_failure_stops_automation(instance, resources, shared_data, tmp_path):
+    folder = tmp_path / "wrong"
+    folder.mkdir()
+    shutil.copy(shared_data / "green_tripdata_2023-12.parquet", folder / "green_tripdata_2024-01.parquet")
+    _, cursor = automation_requests(instance, resources)
+    materialize_raw("2024-01", resources, instance, TlcDataSource(base=str(folder)))  # pickups_in_month fails
+    assert materialize_raw("2024-02", resources, instance).success
+    requests, _ = automation_requests(instance, resources, cursor)
+    assert requests["cleaned_trips"] == ["2024-02"]
+
+
+def test_every_downstream_asset_has_the_retrain_condition():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        condition = graph.get(key).automation_condition
+        if key == triggers.RAW:
+            assert condition is None
+        else:
+            assert condition.get_label() == "retrain_on_new_upstream_data", key
+    sensor = defs.resolve_sensor_def("taxi_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

@@ -110,3 +110,111 @@ def data_drift(
     metadata = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in report.items()}
     yield dg.Output(report, metadata=metadata)
     yield from drift_checks(report, SETTINGS.drift_psi_warn, SETTINGS.drift_unseen_pu_do_warn)
+
+
+# --- model comparison -----------------------------------------------------------------------
+
+LEADERBOARD_COLUMNS = [
+    "model", "rmse", "mse", "mae", "r2", "baseline_rmse", "beats_baseline", "train_seconds", "trials",
+    "best_params", "mlflow_run_id", "model_uri",
+]
+# Rows of the validation matrix explained by SHAP (pred_contribs is dense: rows x features).
+EXPLAIN_ROWS = 2000
+
+
+def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return {}
+    return {k: getattr(v, "value", getattr(v, "text", v)) for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def leaderboard_frame(models: dict, ts, recorded: dict[str, dict]) -> pd.DataFrame:
+    """Every model's validation metrics side by side, best RMSE first.
+
+    Metrics are recomputed from the stored predictors on the stored validation matrix, so the
+    table is the truth even if metadata was lost; tuning facts (seconds, trials, parameters,
+    MLflow ids) come from each model's latest materialization.
+    """
+    from taxi_assets.ml.metrics import baseline_rmse
+
+    baseline = baseline_rmse(ts.y_train, ts.y_val)
+    rows = []
+    for name, predictor in models.items():
+        metrics = regression_metrics(ts.y_val, predictor.predict_features(ts.X_val))
+        meta = recorded.get(name, {})
+        rows.append(
+            {
+                "model": name,
+                **{k: float(metrics[k]) for k in ("rmse", "mse", "mae", "r2")},
+                "baseline_rmse": float(baseline),
+                "beats_baseline": bool(metrics["rmse"] < baseline),
+                "train_seconds": float(meta.get("train_seconds", np.nan)),
+                "trials": int(meta.get("trials", 0) or 0),
+                "best_params": str(meta.get("best_params", "")),
+                "mlflow_run_id": str(meta.get("mlflow_run_id", "")),
+                "model_uri": str(meta.get("model_uri", "")),
+            }
+        )
+    return pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS).sort_values("rmse", kind="stable").reset_index(drop=True)
+
+
+def explanations_markdown(models: dict, ts) -> str:
+    """Top features of every model: SHAP for XGBoost, coefficients for linear, importances for trees."""
+    from taxi_assets.ml.explain import top_features
+
+    sample = ts.X_val[:EXPLAIN_ROWS]
+    parts = []
+    for name, predictor in models.items():
+        top = top_features(predictor, ts.feature_names, X=sample, top_n=5)
+        method = top["method"].iloc[0] if len(top) else "n/a"
+        parts.append(f"**{name}** ({method})\n\n" + top[["feature", "importance", "value"]].to_markdown(index=False, floatfmt=".4f"))
+    return "\n\n".join(parts)
+
+
+def model_leaderboard_factory(model_names: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="model_leaderboard",
+        partitions_def=monthly_partitions,
+        group_name="monitoring",
+        kinds={"pandas"},
+        ins={"training_set": dg.AssetIn(), **{name: dg.AssetIn(key=name) for name in model_names}},
+        description=(
+            "Every model of month M side by side on the validation month, best first: rmse, mse, mae, "
+            "r2, baseline, train seconds, trials, hyperparameters and MLflow ids; a chart of RMSE by "
+            "model, each model's top features (SHAP contributions for XGBoost, coefficients for "
+            "linear models, impurity importances for tree ensembles) and the residuals of the best."
+        ),
+    )
+    def model_leaderboard(context: dg.AssetExecutionContext, training_set, **models) -> dg.Output[pd.DataFrame]:
+        from taxi_assets.ml import charts
+
+        month = context.partition_key
+        recorded = {name: _latest_metadata(context.instance, dg.AssetKey(name), month) for name in models}
+        board = leaderboard_frame(models, training_set, recorded)
+        best = board.iloc[0]
+        best_predictions = models[best["model"]].predict_features(training_set.X_val)
+        rmse_png = charts.bar_png(list(board["model"]), list(board["rmse"]), f"Validation RMSE, {month}", "minutes")
+        residuals_png = charts.scatter_png(
+            training_set.y_val, best_predictions, f"{best['model']}: predicted vs actual, {month}"
+        )
+        context.log.info(f"model_leaderboard[{month}]: best {best['model']} rmse={best['rmse']:.4f}")
+        shown = board.drop(columns=["best_params", "mlflow_run_id", "model_uri"])
+        return dg.Output(
+            board,
+            metadata={
+                "best_model": str(best["model"]),
+                "best_rmse": round(float(best["rmse"]), 6),
+                "models": len(board),
+                "models_beating_baseline": int(board["beats_baseline"].sum()),
+                "leaderboard": dg.MetadataValue.md(shown.to_markdown(index=False, floatfmt=".4f")),
+                "hyperparameters": dg.MetadataValue.md(board[["model", "best_params"]].to_markdown(index=False)),
+                "rmse_by_model": dg.MetadataValue.md(charts.png_markdown(rmse_png, f"RMSE by model {month}")),
+                "best_model_residuals": dg.MetadataValue.md(charts.png_markdown(residuals_png, f"residuals {month}")),
+                "explanations": dg.MetadataValue.md(explanations_markdown(models, training_set)),
+            },
+        )
+
+    return model_leaderboard

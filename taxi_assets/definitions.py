@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from taxi_assets.assets import ingestion, monitoring, preparation
+from taxi_assets.assets import ingestion, monitoring, preparation, serving
 from taxi_assets.assets.models import model_assets
 from taxi_assets.automation import triggers
 from taxi_assets.automation.alerts import alert_sensors
@@ -44,7 +44,7 @@ def with_automation(assets: list) -> list:
 
 all_assets = with_automation(
     [
-        *dg.load_assets_from_modules([ingestion, preparation, monitoring]),
+        *dg.load_assets_from_modules([ingestion, preparation, monitoring, serving]),
         *model_assets,
         monitoring.model_leaderboard_factory([a.key.to_user_string() for a in model_assets]),
     ]

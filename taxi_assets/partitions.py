@@ -14,3 +14,14 @@ def previous_months(month: str, count: int) -> list[str]:
     year, mon = (int(p) for p in month.split("-"))
     index = year * 12 + (mon - 1)
     return [f"{(i) // 12:04d}-{(i) % 12 + 1:02d}" for i in range(index - count, index)]
+
+
+def training_window_mapping() -> dg.TimeWindowPartitionMapping:
+    """Month M reads the ``TAXI_TRAIN_MONTHS`` months before it and M itself.
+
+    Months before the first partition are allowed here and reported by the asset, which can
+    name them (``training_set[2023-01] needs cleaned_trips for 2022-12...``).
+    """
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-SETTINGS.train_months, end_offset=0, allow_nonexistent_upstream_partitions=True
+    )

@@ -26,6 +26,8 @@ import pytest  # noqa: E402
 
 from taxi_assets.resources.data_source import TlcDataSource  # noqa: E402
 from taxi_assets.resources.io_manager import TaxiIOManager  # noqa: E402
+from taxi_assets.resources.mlflow import build_mlflow_resource  # noqa: E402
+from taxi_assets.resources.notifications import AlertNotifier  # noqa: E402
 
 if not (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
     raise RuntimeError(
@@ -53,6 +55,20 @@ def instance(tmp_path):
 
 
 @pytest.fixture
-def resources(io_manager) -> dict:
-    """Resources pointing at the shared real months and a per-test output folder."""
-    return {"io_manager": io_manager, "data_source": TlcDataSource(base=str(SHARED_DATA), backoff_seconds=0.01)}
+def mlflow_store(tmp_path) -> dict:
+    """A per-test MLflow tracking database and artifact root (both real, on disk)."""
+    return {
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
+        "artifact_location": (tmp_path / "mlflow" / "artifacts").as_uri(),
+    }
+
+
+@pytest.fixture
+def resources(io_manager, mlflow_store) -> dict:
+    """Resources pointing at the shared real months and per-test output folders."""
+    return {
+        "io_manager": io_manager,
+        "data_source": TlcDataSource(base=str(SHARED_DATA), backoff_seconds=0.01),
+        "mlflow": build_mlflow_resource(**mlflow_store),
+        "notifier": AlertNotifier(),
+    }

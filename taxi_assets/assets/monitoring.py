@@ -6,9 +6,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from taxi_assets.assets.preparation import window_frames
 from taxi_assets.ml.drift import drift_report
 from taxi_assets.ml.metrics import regression_metrics
-from taxi_assets.partitions import monthly_partitions, previous_months
+from taxi_assets.partitions import monthly_partitions, previous_months, training_window_mapping
 from taxi_assets.resources.io_manager import NotMaterializedError, TaxiIOManager
 from taxi_assets.settings import SETTINGS
 
@@ -74,11 +75,7 @@ def previous_champion_performance(io_manager: TaxiIOManager, month: str, current
     partitions_def=monthly_partitions,
     group_name="monitoring",
     ins={
-        "cleaned_trips": dg.AssetIn(
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-SETTINGS.train_months, end_offset=0, allow_nonexistent_upstream_partitions=True
-            )
-        )
+        "cleaned_trips": dg.AssetIn(partition_mapping=training_window_mapping())
     },
     check_specs=data_drift_check_specs,
     description=(
@@ -92,15 +89,10 @@ def data_drift(
     context: dg.AssetExecutionContext, cleaned_trips, io_manager: dg.ResourceParam[TaxiIOManager]
 ) -> dg.Output[dict]:
     month = context.partition_key
-    frames = cleaned_trips if isinstance(cleaned_trips, dict) else {month: cleaned_trips}
-    train_months = [m for m in previous_months(month, SETTINGS.train_months) if m in frames]
-    if not train_months:
-        raise dg.Failure(
-            description=f"data_drift[{month}] needs cleaned_trips of the month(s) before {month} to compare with",
-            allow_retries=False,
-        )
-    current = frames[month]
-    train = pd.concat([frames[m] for m in train_months], ignore_index=True)
+    frames = window_frames(cleaned_trips, month, "data_drift")
+    current = frames.pop(month)
+    train_months = list(frames)
+    train = pd.concat(frames.values(), ignore_index=True)
     report = drift_report(train, current)
     mean_train_rows = len(train) / len(train_months)
     report["row_count_change_pct"] = 100.0 * (len(current) - mean_train_rows) / mean_train_rows

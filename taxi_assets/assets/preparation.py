@@ -19,7 +19,7 @@ from taxi_assets.ml import vectorize
 from taxi_assets.ml.cleaning import CLEAN_INPUT_COLUMNS, clean_trips
 from taxi_assets.ml.dataset import TrainingSet, build_training_set
 from taxi_assets.ml.features import FEATURE_COLUMNS
-from taxi_assets.partitions import monthly_partitions, previous_months
+from taxi_assets.partitions import monthly_partitions, previous_months, training_window_mapping
 from taxi_assets.settings import SETTINGS
 
 
@@ -40,6 +40,28 @@ def _summary(values: pd.Series, prefix: str) -> dict[str, float]:
         f"{prefix}_p95": round(float(q.loc[0.95]), 4),
         f"{prefix}_max": round(float(values.max()), 4),
     }
+
+
+def window_frames(cleaned_trips, month: str, asset: str) -> dict[str, pd.DataFrame]:
+    """The cleaned months of M's window, oldest first, or one clear error naming what is absent.
+
+    ``cleaned_trips`` is what the IO manager hands an input mapped with
+    :func:`~taxi_assets.partitions.training_window_mapping`: a dict for several months, the
+    bare frame for one.
+    """
+    frames = cleaned_trips if isinstance(cleaned_trips, dict) else {month: cleaned_trips}
+    wanted = previous_months(month, SETTINGS.train_months) + [month]
+    absent = [m for m in wanted if m not in frames]
+    if absent:
+        raise dg.Failure(
+            description=(
+                f"{asset}[{month}] needs cleaned_trips for {', '.join(wanted)}, but "
+                f"{', '.join(absent)} is before the first partition ({SETTINGS.start_month}); "
+                "pick a later month or fewer TAXI_TRAIN_MONTHS"
+            ),
+            allow_retries=False,
+        )
+    return {m: frames[m] for m in wanted}
 
 
 @dg.asset(
@@ -93,11 +115,7 @@ def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw
     group_name="preparation",
     kinds={"scipy"},
     ins={
-        "cleaned_trips": dg.AssetIn(
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-SETTINGS.train_months, end_offset=0, allow_nonexistent_upstream_partitions=True
-            )
-        )
+        "cleaned_trips": dg.AssetIn(partition_mapping=training_window_mapping())
     },
     check_specs=training_set_check_specs,
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=SETTINGS.training_set_freshness),
@@ -110,20 +128,10 @@ def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw
 )
 def training_set(context: dg.AssetExecutionContext, cleaned_trips) -> dg.Output[TrainingSet]:
     month = context.partition_key
-    frames = cleaned_trips if isinstance(cleaned_trips, dict) else {month: cleaned_trips}
-    wanted = previous_months(month, SETTINGS.train_months) + [month]
-    absent = [m for m in wanted if m not in frames]
-    if absent:
-        raise dg.Failure(
-            description=(
-                f"training_set[{month}] needs cleaned_trips for {', '.join(wanted)}, but "
-                f"{', '.join(absent)} is before the first partition ({SETTINGS.start_month}); "
-                "pick a later month or fewer TAXI_TRAIN_MONTHS"
-            ),
-            allow_retries=False,
-        )
+    frames = window_frames(cleaned_trips, month, "training_set")
+    wanted = list(frames)
     started = time.perf_counter()
-    pooled = pd.concat([frames[m] for m in wanted], ignore_index=True)
+    pooled = pd.concat(frames.values(), ignore_index=True)
     ts = build_training_set(pooled, pd.Timestamp(f"{month}-01"), info={"months": wanted, "taxi_type": SETTINGS.taxi_type})
     window_features = len(vectorize.fit(pooled[FEATURE_COLUMNS]).feature_names_)
     context.log.info(

@@ -1,0 +1,178 @@
+"""The whole graph for the reference window (train 2024-01, validate 2024-02) through Dagster:
+seven tuned models, the leaderboard with explanations, drift, the champion promoted in a real
+MLflow registry, and batch predictions. Small tuning budgets keep it quick."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from taxi_assets.assets.monitoring import previous_champion_performance
+from taxi_assets.assets.serving import CHAMPION_ALIAS, champion_model, champion_model_name, decide
+from taxi_assets.definitions import all_assets
+from taxi_assets.ml.estimators import ESTIMATORS
+from taxi_assets.ml.metrics import regression_metrics
+from taxi_assets.resources.mlflow import build_mlflow_resource
+
+QUICK = {
+    "ops": {
+        **{name: {"config": {"max_evaluations": 1, "random_state": 7}} for name in ESTIMATORS},
+        "xgboost": {"config": {"max_evaluations": 1, "random_state": 7, "num_boost_round": 60, "max_depth": 6}},
+    }
+}
+
+
+def meta(result, key: str) -> dict:
+    mats = result.asset_materializations_for_node(key)
+    assert mats, f"{key} was not materialized"
+    return {k: getattr(v, "value", getattr(v, "text", v)) for k, v in mats[-1].metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory, shared_data):
+    """Materialize the reference window once for the module (the expensive part)."""
+    from taxi_assets.resources.data_source import TlcDataSource
+    from taxi_assets.resources.io_manager import TaxiIOManager
+    from taxi_assets.resources.notifications import AlertNotifier
+
+    root = tmp_path_factory.mktemp("graph")
+    store = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": (root / "artifacts").as_uri()}
+    io = TaxiIOManager(base_dir=str(root / "outputs"))
+    resources = {
+        "io_manager": io,
+        "data_source": TlcDataSource(base=str(shared_data)),
+        "mlflow": build_mlflow_resource(**store),
+        "notifier": AlertNotifier(),
+    }
+    home = root / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        dg.materialize(all_assets, selection=["raw_trips", "cleaned_trips"], partition_key="2024-01",
+                       resources=resources, instance=instance)
+        result = dg.materialize(all_assets, partition_key="2024-02", resources=resources, instance=instance,
+                                run_config=QUICK)
+        yield {"result": result, "io": io, "store": store, "resources": resources, "instance": instance}
+
+
+def test_every_model_materializes_and_beats_the_baseline(graph):
+    result = graph["result"]
+    assert result.success
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    for name in ESTIMATORS:
+        m = meta(result, name)
+        assert m["rmse"] < m["baseline_rmse"], name
+        assert m["trials"] == 1 and m["registered_model_version"] == 1
+        assert set(m) >= {"mse", "mae", "r2", "train_seconds", "best_params", "mlflow_run_id", "model_uri"}
+        assert checks[(name, "beats_baseline")] is True
+    assert meta(result, "linear_regression")["rmse"] == pytest.approx(5.995, abs=0.01)
+
+
+def test_leaderboard_ranks_and_explains(graph):
+    result, io = graph["result"], graph["io"]
+    board = io.load(dg.AssetKey("model_leaderboard"), "2024-02")
+    assert list(board["model"]) == list(board.sort_values("rmse")["model"])
+    assert set(board["model"]) == set(ESTIMATORS) and len(board) == 7
+    for name in ESTIMATORS:
+        row = board[board["model"] == name].iloc[0]
+        assert row["rmse"] == pytest.approx(meta(result, name)["rmse"], rel=1e-9)
+        assert row["mse"] == pytest.approx(row["rmse"] ** 2, rel=1e-9)
+    m = meta(result, "model_leaderboard")
+    assert m["best_model"] == board["model"].iloc[0] and m["models_beating_baseline"] == 7
+    assert m["rmse_by_model"].startswith("![RMSE by model 2024-02](data:image/png;base64,")
+    assert "data:image/png;base64," in m["best_model_residuals"]
+    explanations = m["explanations"]
+    assert "**xgboost** (shap)" in explanations and "**linear_regression** (coefficient)" in explanations
+    assert "**random_forest** (impurity)" in explanations
+    assert "trip_distance" in explanations and "PU_DO=" in explanations
+
+
+def test_drift_and_previous_champion_performance(graph):
+    result, io = graph["result"], graph["io"]
+    drift = meta(result, "data_drift")
+    assert 0 <= drift["psi_trip_distance"] < 0.1 and 0 <= drift["psi_duration"] < 0.1
+    assert drift["unseen_pu_do_share"] == pytest.approx(0.0467, abs=0.001)
+    assert drift["previous_champion"] == "none for 2024-01"
+    cleaned = io.load(dg.AssetKey("cleaned_trips"), "2024-02")
+    perf = previous_champion_performance(io, "2024-03", cleaned)
+    champion = io.load(dg.AssetKey("champion_model"), "2024-02")
+    expected = regression_metrics(cleaned["duration"].to_numpy(), champion.predict(cleaned[["PULocationID", "DOLocationID", "trip_distance"]]))
+    assert perf["previous_champion_rmse"] == pytest.approx(expected["rmse"], abs=1e-6)
+    assert perf["previous_champion"] == f"{champion.name} (champion_model[2024-02])"
+
+
+def test_champion_is_promoted_in_the_registry(graph):
+    result, store = graph["result"], graph["store"]
+    m = meta(result, "champion_model")
+    board = graph["io"].load(dg.AssetKey("model_leaderboard"), "2024-02")
+    assert m["promoted"] is True and m["decision"] == "promoted: no champion yet"
+    assert m["challenger"] == board["model"].iloc[0] == m["champion"]
+    assert m["champion_uri"] == f"models:/{champion_model_name('green')}@{CHAMPION_ALIAS}"
+    client = MlflowClient(tracking_uri=store["tracking_uri"])
+    version = client.get_model_version_by_alias(champion_model_name("green"), CHAMPION_ALIAS)
+    assert version.tags["estimator"] == m["champion"] and version.tags["dagster_partition"] == "2024-02"
+    assert float(version.tags["validation_rmse"]) == pytest.approx(m["challenger_rmse"], abs=1e-6)
+
+
+def test_champion_rerun_compares_against_the_current_champion(graph):
+    again = dg.materialize(all_assets, selection=["champion_model"], partition_key="2024-02",
+                           resources=graph["resources"], instance=graph["instance"])
+    m = meta(again, "champion_model")
+    # The same model against itself is not worse: promoted again, as version 2 of the line.
+    assert m["previous_champion_rmse"] == pytest.approx(m["challenger_rmse"], abs=1e-9)
+    assert m["promoted"] is True and m["champion_version"] == 2
+
+
+def test_decision_rule():
+    assert decide(5.0, None, 0.0) == (True, "promoted: no champion yet")
+    assert decide(5.0, 5.1, 0.0)[0] is True
+    assert decide(5.2, 5.1, 0.0) == (False, "kept champion: challenger 5.2000 > champion 5.1000 + tolerance 0.0")
+    assert decide(5.2, 5.1, 0.15)[0] is True
+
+
+def test_no_model_beating_the_baseline_blocks_promotion(graph):
+    board = graph["io"].load(dg.AssetKey("model_leaderboard"), "2024-02").assign(beats_baseline=False)
+    cleaned = {m: graph["io"].load(dg.AssetKey("cleaned_trips"), m) for m in ("2024-01", "2024-02")}
+    result = dg.materialize(
+        [champion_model, dg.AssetSpec("model_leaderboard", partitions_def=champion_model.partitions_def),
+         dg.AssetSpec("cleaned_trips", partitions_def=champion_model.partitions_def)],
+        selection=["champion_model"], partition_key="2024-02", instance=graph["instance"],
+        resources={**graph["resources"], "io_manager": _FixedInputs(graph["io"], board, cleaned)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"promotion_is_safe": False}
+    client = MlflowClient(tracking_uri=graph["store"]["tracking_uri"])
+    assert len(client.search_model_versions(f"name='{champion_model_name('green')}'")) == 2  # unchanged
+
+
+class _FixedInputs(dg.IOManager):
+    """Hands the champion a leaderboard where no model passed; writes go to the real manager."""
+
+    def __init__(self, real, board, cleaned):
+        self.real, self.board, self.cleaned = real, board, cleaned
+
+    def handle_output(self, context, obj):
+        self.real.handle_output(context, obj)
+
+    def load_input(self, context):
+        if context.asset_key == dg.AssetKey("model_leaderboard"):
+            return self.board
+        return self.cleaned
+
+
+def test_batch_predictions(graph):
+    result, io = graph["result"], graph["io"]
+    frame = io.load(dg.AssetKey("trip_duration_predictions"), "2024-02")
+    cleaned = io.load(dg.AssetKey("cleaned_trips"), "2024-02")
+    assert len(frame) == len(cleaned) == 51_497
+    assert list(frame.columns) == ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "duration", "predicted_duration"]
+    m = meta(result, "trip_duration_predictions")
+    assert m["rows"] == 51_497
+    assert m["mean_prediction"] == pytest.approx(float(frame["predicted_duration"].mean()), abs=1e-3)
+    rmse = float(np.sqrt(np.mean((frame["duration"] - frame["predicted_duration"]) ** 2)))
+    assert m["rmse"] == pytest.approx(rmse, abs=1e-5)
+    assert pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"])

@@ -176,3 +176,38 @@ def test_batch_predictions(graph):
     rmse = float(np.sqrt(np.mean((frame["duration"] - frame["predicted_duration"]) ** 2)))
     assert m["rmse"] == pytest.approx(rmse, abs=1e-5)
     assert pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"])
+
+
+def test_freshness_policies_are_evaluated_by_dagster(graph):
+    """Dagster's freshness daemon sees the models and the training set as fresh right after
+    materialization, the training set failing after its 600 s window, and the models failing
+    after their one-day window (Mage's outdated-after settings)."""
+    import time
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.freshness import FreshnessDaemon
+
+    instance = graph["instance"]
+    keys = [dg.AssetKey("training_set"), dg.AssetKey("linear_regression"), dg.AssetKey("xgboost")]
+    target = InProcessWorkspaceLoadTarget(
+        [InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="taxi_assets.definitions", attribute="defs"),
+                                     location_name="taxi_assets")]
+    )
+
+    def states():
+        records = instance.get_freshness_state_records(keys)
+        return {k.to_user_string(): records[k].freshness_state for k in keys}
+
+    daemon = FreshnessDaemon()
+    with create_test_daemon_workspace_context(target, instance) as workspace:
+        list(daemon.run_iteration(workspace))
+        assert states() == {"training_set": "PASS", "linear_regression": "PASS", "xgboost": "PASS"}
+        with freeze_time(time.time() + 700):
+            list(daemon.run_iteration(workspace))
+        assert states() == {"training_set": "FAIL", "linear_regression": "PASS", "xgboost": "PASS"}
+        with freeze_time(time.time() + 86_400 + 60):
+            list(daemon.run_iteration(workspace))
+        assert states() == {"training_set": "FAIL", "linear_regression": "FAIL", "xgboost": "FAIL"}

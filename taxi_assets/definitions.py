@@ -20,6 +20,7 @@ taxi_pipeline = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     partitions_def=monthly_partitions,
     description="Every asset of one month, from the TLC file to the champion model.",
+    tags=triggers.TRAINING_TAGS,
 )
 
 

@@ -33,6 +33,9 @@ ingest_month_job = dg.define_asset_job(
     description="Fetch one TLC month into raw_trips; automation carries it downstream.",
 )
 
+# Runs that train models; the queued run coordinator (deploy/dagster.yaml) limits how many run at once.
+TRAINING_TAGS = {"taxi/workload": "training"}
+
 # Months probed per tick at most (bootstrapping a deployment whose first months are absent).
 MAX_PROBES_PER_TICK = 24
 
@@ -108,6 +111,7 @@ retrain_month_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("training_set").downstream() - dg.AssetSelection.assets(DRIFT),
     partitions_def=monthly_partitions,
     description="Rebuild one month's training set and everything downstream of it (models, leaderboard, champion).",
+    tags=TRAINING_TAGS,
 )
 
 

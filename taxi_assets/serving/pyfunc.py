@@ -1,0 +1,148 @@
+"""The MLflow face of a trained model: a pyfunc that takes raw ride records and returns minutes.
+
+The logged model is one artifact, the joblib-pickled
+:class:`~taxi_assets.ml.predictor.TripDurationPredictor` (vectorizer + estimator), wrapped by
+:class:`TripDurationModel`. So ``mlflow.pyfunc.load_model(uri).predict(df)`` and
+``mlflow models serve`` accept the same ``{PULocationID, DOLocationID, trip_distance}``
+records as the in-memory predictor, validate them the same way and give the same minutes;
+the course's models needed the caller to load and apply the ``DictVectorizer`` separately.
+
+Registry layout: one registered model per estimator and taxi type,
+``taxi-trip-duration-{taxi_type}-{estimator}`` (:func:`registered_model_name`); each monthly
+materialization adds a version, tagged with its month and validation RMSE. Versions of one
+name are always comparable (same estimator, same feature code), and promoting a champion
+across estimators is an alias on the winner's name, not a mixed version history.
+
+Code: no ``code_paths``. The pyfunc class and the predictor are imported from the installed
+``taxi_assets`` package, so serving runs in the project environment
+(``mlflow models serve -m models:/<name>/<version> --env-manager local``, or an image built
+from the project). Copying the package into each model with ``code_paths`` would put a
+second ``taxi_assets`` on ``sys.path`` of every process that loads a model (shadowing the
+installed one in a fresh server, silently ignored in a process that already imported it),
+and ``taxi_assets/__init__`` loads the Dagster definitions, so the copy would need the whole
+pipeline's dependencies anyway. The pip requirements are pinned to the versions that trained
+the model (given explicitly: inference by import capture costs a subprocess and seconds).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from taxi_assets.ml.features import REQUEST_FIELDS, InvalidRequestError
+from taxi_assets.ml.predictor import TripDurationPredictor
+
+PREDICTOR_ARTIFACT = "predictor"
+PREDICTOR_FILE = "predictor.joblib"
+
+# "Models from code": the logged model stores this script instead of a cloudpickled
+# TripDurationModel instance, so loading a model unpickles nothing but the predictor.
+MODEL_CODE_FILE = "trip_duration_model.py"
+MODEL_CODE = """\
+import mlflow
+
+from taxi_assets.serving.pyfunc import TripDurationModel
+
+mlflow.models.set_model(TripDurationModel())
+"""
+
+
+def registered_model_name(taxi_type: str, estimator: str) -> str:
+    """The registry name of ``estimator``'s models for ``taxi_type`` (one name per estimator)."""
+    return f"taxi-trip-duration-{taxi_type}-{estimator}"
+
+
+class InvalidTripRequestError(MlflowException, InvalidRequestError):
+    """A bad request seen through MLflow: still an ``InvalidRequestError`` for Python callers,
+    and an ``INVALID_PARAMETER_VALUE`` for the scoring server, which then answers 400 with
+    this message (a plain exception is reported as "unexpected error", its message buried in
+    a stack trace)."""
+
+    def __init__(self, message: str):
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class TripDurationModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc wrapper: ``predict(records)`` -> minutes (float64 array), via the predictor artifact."""
+
+    def load_context(self, context) -> None:
+        self.predictor: TripDurationPredictor = joblib.load(context.artifacts[PREDICTOR_ARTIFACT])
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        try:
+            return self.predictor.predict(model_input)
+        except InvalidRequestError as exc:
+            raise InvalidTripRequestError(str(exc)) from exc
+
+
+def _requirements(predictor: TripDurationPredictor) -> list[str]:
+    from importlib.metadata import version
+
+    packages = ["mlflow", "scikit-learn", "scipy", "numpy", "pandas", "joblib"]
+    if type(predictor.estimator).__module__.startswith("xgboost"):
+        packages.append("xgboost")
+    return [f"{p}=={version(p)}" for p in packages]
+
+
+def example_records(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
+    """A request frame with exactly the request fields: zone ids int64, distance float64.
+
+    This is what the signature declares; MLflow's schema check converts integer distances to
+    doubles and rejects fractional zone ids before ``records_to_features`` runs.
+    """
+    if isinstance(records, dict):
+        records = [records]
+    frame = pd.DataFrame(records)
+    missing = [f for f in REQUEST_FIELDS if f not in frame.columns]
+    if missing:
+        raise ValueError(f"input example lacks field(s) {', '.join(missing)}")
+    return pd.DataFrame(
+        {
+            "PULocationID": frame["PULocationID"].astype("int64"),
+            "DOLocationID": frame["DOLocationID"].astype("int64"),
+            "trip_distance": frame["trip_distance"].astype("float64"),
+        }
+    ).reset_index(drop=True)
+
+
+def log_predictor(
+    predictor: TripDurationPredictor,
+    name: str,
+    input_example: pd.DataFrame | list[dict] | dict,
+    registered_model_name: str | None = None,
+    tags: dict[str, Any] | None = None,
+):
+    """Log ``predictor`` as a pyfunc model in the active run and register it.
+
+    Returns mlflow's ``ModelInfo`` (``model_uri``, ``registered_model_version``, ...). The
+    signature is inferred from ``input_example`` and the predictor's own predictions on it,
+    so a request the model cannot score fails before anything is logged.
+    """
+    if mlflow.active_run() is None:
+        raise RuntimeError(f"log_predictor({name!r}) needs an active MLflow run: call it inside mlflow.start_run()")
+    example = example_records(input_example)
+    predictions = predictor.predict(example)
+    with tempfile.TemporaryDirectory(prefix="taxi-predictor-") as tmp:
+        path = Path(tmp) / PREDICTOR_FILE
+        joblib.dump(predictor, path)
+        code = Path(tmp) / MODEL_CODE_FILE
+        code.write_text(MODEL_CODE)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts={PREDICTOR_ARTIFACT: str(path)},
+            signature=infer_signature(example, predictions),
+            input_example=example,
+            registered_model_name=registered_model_name,
+            pip_requirements=_requirements(predictor),
+            tags=tags,
+        )

@@ -1,0 +1,237 @@
+"""The pure training core (no Dagster, no MLflow) on the real 2024-02 reference training set."""
+
+from __future__ import annotations
+
+import math
+
+import joblib
+import numpy as np
+import pytest
+
+from taxi_assets.ml.estimators import ESTIMATORS, available_threads, clean_params, get_estimator
+from taxi_assets.ml.features import InvalidRequestError
+from taxi_assets.ml.metrics import baseline_rmse, regression_metrics
+from taxi_assets.ml.predictor import TripDurationPredictor
+from taxi_assets.ml.tuning import TrialResult, tune
+from taxi_assets_tests.model_fixtures import reference, reference_training_set  # noqa: F401 (fixtures)
+
+# LinearSVR with max_iter=300 stops before liblinear's tolerance; the model is still usable.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# Small, fast settings per estimator: fixed tree counts and depths, everything else tuned.
+QUICK_OVERRIDES = {
+    "linear_svr": {"C": 0.1, "max_iter": 300},
+    "extra_trees": {"n_estimators": 10, "max_depth": 10},
+    "gradient_boosting": {"n_estimators": 10, "max_depth": 3},
+    "random_forest": {"n_estimators": 10, "max_depth": 10},
+    "xgboost": {"max_depth": 6, "learning_rate": 1.0, "early_stopping_rounds": 3, "num_boost_round": 60},
+}
+INT_PARAMS = {"max_depth", "max_iter", "min_samples_leaf", "min_samples_split", "n_estimators", "random_state", "seed"}
+REQUEST = [
+    {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2},
+    {"PULocationID": 75, "DOLocationID": 42, "trip_distance": 3.0},
+]
+
+
+@pytest.fixture(scope="module")
+def tuned(reference_training_set):  # noqa: F811
+    """Every registry entry tuned once with max_evaluations=2 (shared by several tests)."""
+    return {
+        name: tune(spec, reference_training_set, 2, 7, **QUICK_OVERRIDES.get(name, {}))
+        for name, spec in ESTIMATORS.items()
+    }
+
+
+def test_regression_metrics_on_a_hand_example():
+    metrics = regression_metrics([1, 2, 3, 4], [1, 2, 3, 8])
+    assert metrics == {"rmse": 2.0, "mse": 4.0, "mae": 1.0, "r2": pytest.approx(1 - 16 / 5)}
+    assert all(type(v) is float for v in metrics.values())
+    assert regression_metrics([2.0, 4.0], [2.0, 4.0]) == {"rmse": 0.0, "mse": 0.0, "mae": 0.0, "r2": 1.0}
+
+
+def test_baseline_predicts_the_training_mean():
+    # mean of training = 2; validation errors 0 and 2 -> rmse sqrt(2)
+    assert baseline_rmse([1.0, 3.0], [2.0, 4.0]) == pytest.approx(math.sqrt(2))
+
+
+def test_metrics_reject_mismatched_lengths():
+    with pytest.raises(ValueError, match=r"^cannot score predictions: 3 predictions for 2 targets$"):
+        regression_metrics([1, 2], [1, 2, 3])
+
+
+def test_reference_training_set_shape(reference_training_set):  # noqa: F811
+    ts = reference_training_set
+    assert ts.X_train.shape == (54_378, 5_094)
+    assert ts.X_val.shape == (51_492, 5_094)
+    assert ts.X_train.indices.dtype == np.int32
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_each_estimator_tunes_and_beats_the_baseline(tuned, reference_training_set, name):  # noqa: F811
+    ts = reference_training_set
+    result = tuned[name]
+    assert result.estimator == name
+    assert [t.index for t in result.trials] == [1, 2]
+    assert all(t.total == 2 for t in result.trials)
+    assert result.trials[1].best_loss == min(t.loss for t in result.trials)
+    assert result.metrics["rmse"] == pytest.approx(min(t.loss for t in result.trials))
+    assert result.best_params == result.trials[result.best_trial - 1].params
+    assert result.baseline_rmse == pytest.approx(9.1109, abs=1e-3)
+    assert result.metrics["rmse"] < result.baseline_rmse, f"{name} does not beat the baseline"
+    assert result.beats_baseline
+    # the metrics are the kept predictor's, scored like serving scores
+    again = regression_metrics(ts.y_val, result.predictor.predict_features(ts.X_val))
+    assert again == pytest.approx(result.metrics)
+    for key, value in QUICK_OVERRIDES.get(name, {}).items():
+        if key in result.best_params:
+            assert all(t.params[key] == value for t in result.trials)
+
+
+def test_hyperopt_params_come_back_as_python_ints_and_choice_values(tuned):
+    seen = [t.params["fit_intercept"] for t in tuned["linear_regression"].trials]
+    assert sorted(seen) == [False, True]
+    assert all(type(v) is bool for v in seen)
+    for name, result in tuned.items():
+        for trial in result.trials:
+            for key, value in trial.params.items():
+                if key in INT_PARAMS:
+                    assert type(value) is int, f"{name}.{key} = {value!r}"
+                else:
+                    assert type(value) in (float, bool, str), f"{name}.{key} = {value!r}"
+    assert tuned["random_forest"].best_params["random_state"] == 7
+    assert tuned["xgboost"].best_params["seed"] == 7
+
+
+def test_linear_regression_reproduces_the_course_rmse(tuned):
+    result = tuned["linear_regression"]
+    assert result.best_params == {"fit_intercept": True}
+    assert result.metrics["rmse"] == pytest.approx(5.995, abs=0.01)
+
+
+def test_same_seed_same_params_and_rmse(reference_training_set):  # noqa: F811
+    spec = ESTIMATORS["extra_trees"]  # randomized splits and threads: only the seed makes it repeatable
+    runs = [tune(spec, reference_training_set, 3, 11, n_estimators=10, max_depth=10) for _ in range(2)]
+    assert [t.params for t in runs[0].trials] == [t.params for t in runs[1].trials]
+    assert [t.loss for t in runs[0].trials] == [t.loss for t in runs[1].trials]
+    assert runs[0].metrics == runs[1].metrics
+    other = tune(spec, reference_training_set, 3, 12, n_estimators=10, max_depth=10)
+    assert [t.params for t in other.trials] != [t.params for t in runs[0].trials]
+
+
+def test_xgboost_is_repeatable_and_predicts_with_the_best_iteration(tuned, reference_training_set):  # noqa: F811
+    import xgboost as xgb
+
+    ts = reference_training_set
+    first = tuned["xgboost"]
+    again = tune(ESTIMATORS["xgboost"], ts, 1, 7, **QUICK_OVERRIDES["xgboost"])  # the same first trial
+    assert again.trials[0].params == first.trials[0].params
+    assert again.trials[0].loss == first.trials[0].loss
+    booster = first.predictor.estimator
+    rounds = booster.num_boosted_rounds()
+    assert rounds < 60  # early stopping ended it before the cap
+    assert booster.best_iteration == rounds - 1 - 3  # early_stopping_rounds=3 rounds past the best
+    X = ts.X_val[:500]
+    best = booster.predict(xgb.DMatrix(X), iteration_range=(0, booster.best_iteration + 1))
+    np.testing.assert_array_equal(first.predictor.predict_features(X), best.astype(np.float64))
+    assert not np.array_equal(best, booster.predict(xgb.DMatrix(X)))  # all rounds differ
+
+
+def test_overrides_fix_hyperparameters_and_unknown_names_fail():
+    spec = get_estimator("xgboost")
+    space = spec.search_space(7, max_depth=10)
+    assert space["max_depth"] == 10
+    assert spec.split_overrides({"early_stopping_rounds": 3, "max_depth": None}) == (
+        {},
+        {"early_stopping_rounds": 3, "num_boost_round": 1000},
+    )
+    with pytest.raises(ValueError, match=r"^lasso: unknown setting 'alpah': expected one of alpha, max_iter$"):
+        get_estimator("lasso").search_space(7, alpah=0.1)
+    with pytest.raises(KeyError, match="unknown estimator 'ridge'"):
+        get_estimator("ridge")
+
+
+def test_predict_on_records_equals_predict_features_on_x_val(tuned, reference, reference_training_set):  # noqa: F811
+    rides = reference.validation_rides.iloc[:300]
+    for name in ("linear_regression", "xgboost", "random_forest"):
+        predictor = tuned[name].predictor
+        from_records = predictor.predict(rides[["PULocationID", "DOLocationID", "trip_distance"]])
+        from_matrix = predictor.predict_features(reference_training_set.X_val[:300])
+        assert from_records.dtype == np.float64
+        # same model, same rows; only the summation order inside forests may differ (1 ulp)
+        np.testing.assert_allclose(from_records, from_matrix, rtol=1e-12, atol=0)
+    single = tuned["linear_regression"].predictor.predict(REQUEST[0])
+    assert single.shape == (1,)
+    assert tuned["linear_regression"].predictor.predict(REQUEST)[0] == single[0]
+
+
+def test_predictor_survives_joblib(tuned, tmp_path):
+    for name in ("linear_regression", "xgboost"):
+        predictor = tuned[name].predictor
+        path = tmp_path / f"{name}.joblib"
+        joblib.dump(predictor, path)
+        loaded = joblib.load(path)
+        assert isinstance(loaded, TripDurationPredictor)
+        assert loaded.name == name
+        np.testing.assert_array_equal(loaded.predict(REQUEST), predictor.predict(REQUEST))
+
+
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        ([], "no records to score: send at least one {PULocationID, DOLocationID, trip_distance}"),
+        (
+            [{"PULocationID": 74, "trip_distance": 1.0}],
+            "missing field(s) DOLocationID: each record needs PULocationID, DOLocationID, trip_distance",
+        ),
+        (
+            [{"PULocationID": 74, "DOLocationID": 999, "trip_distance": 1.0}],
+            "field 'DOLocationID' must be a TLC zone id between 1 and 265, got 999 in record 0",
+        ),
+        (
+            [REQUEST[0], {"PULocationID": 74, "DOLocationID": 75, "trip_distance": "far"}],
+            "field 'trip_distance' must be a finite number, got 'far' in record 1",
+        ),
+        (
+            [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": -2.0}],
+            "field 'trip_distance' must not be negative, got -2.0 in record 0",
+        ),
+    ],
+)
+def test_bad_records_raise_invalid_request_error(tuned, records, message):
+    with pytest.raises(InvalidRequestError) as caught:
+        tuned["linear_regression"].predictor.predict(records)
+    assert str(caught.value) == message
+
+
+def test_predict_features_rejects_a_matrix_of_another_width(tuned, reference_training_set):  # noqa: F811
+    with pytest.raises(ValueError, match=r"^lasso: matrix has 5093 features but the model was trained on 5094$"):
+        tuned["lasso"].predictor.predict_features(reference_training_set.X_val[:5, :5093])
+
+
+def test_on_trial_reports_every_trial_in_order(reference_training_set):  # noqa: F811
+    seen: list[TrialResult] = []
+    result = tune(ESTIMATORS["lasso"], reference_training_set, 3, 5, on_trial=seen.append, alpha=0.01)
+    assert [(t.index, t.total) for t in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert seen == result.trials
+    assert all(t.seconds > 0 and t.params["alpha"] == 0.01 for t in seen)
+    assert [t.best_loss for t in seen] == list(np.minimum.accumulate([t.loss for t in seen]))
+
+
+def test_clean_params_gives_plain_python_values():
+    cleaned = clean_params({"n_estimators": np.float64(20.0), "alpha": np.float64(0.5), "fit_intercept": np.bool_(True)})
+    assert cleaned == {"alpha": 0.5, "fit_intercept": True, "n_estimators": 20}
+    assert [type(v) for v in cleaned.values()] == [float, bool, int]
+
+
+def test_available_threads_respects_affinity_and_the_cap(monkeypatch):
+    import os
+
+    monkeypatch.delenv("TAXI_MAX_THREADS", raising=False)
+    assert available_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("TAXI_MAX_THREADS", "1")
+    assert available_threads() == 1
+    monkeypatch.setenv("TAXI_MAX_THREADS", "64")
+    assert available_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("TAXI_MAX_THREADS", "two")
+    with pytest.raises(ValueError, match=r"^TAXI_MAX_THREADS must be a whole number of threads, got 'two'$"):
+        available_threads()

@@ -25,3 +25,13 @@ def training_window_mapping() -> dg.TimeWindowPartitionMapping:
     return dg.TimeWindowPartitionMapping(
         start_offset=-SETTINGS.train_months, end_offset=0, allow_nonexistent_upstream_partitions=True
     )
+
+
+# Backfills run one month per run: every asset computes one month (``context.partition_key``),
+# a failed month retries alone, and the run queue (deploy/dagster.yaml) decides how many months
+# run side by side.
+ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+
+# Steps that talk to a server (TLC, the MLflow tracking server) retry transient failures;
+# permanent ones raise ``dg.Failure(allow_retries=False)`` and fail at once.
+NETWORK_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)

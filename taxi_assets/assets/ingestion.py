@@ -15,7 +15,7 @@ from taxi_assets.assets.profiles import profile_metadata
 from taxi_assets.checks.data_checks import check_pickups_in_month, check_schema, raw_trips_check_specs
 from taxi_assets.io.download import DataSourceError, DownloadError
 from taxi_assets.ml.schema import SchemaError, normalize_table
-from taxi_assets.partitions import monthly_partitions
+from taxi_assets.partitions import NETWORK_RETRY, ONE_MONTH_PER_RUN, monthly_partitions
 from taxi_assets.resources.data_source import TlcDataSource
 
 PREVIEW_COLUMNS = ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance", "total_amount"]
@@ -40,8 +40,8 @@ def read_month(path: Path, taxi_type: str, label: str) -> tuple[pa.Table, object
     group_name="ingestion",
     kinds={"parquet"},
     check_specs=raw_trips_check_specs,
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+    retry_policy=NETWORK_RETRY,
+    backfill_policy=ONE_MONTH_PER_RUN,
     description=(
         "One month of TLC trip records as published, normalized to the project's schema "
         "(see taxi_assets/ml/schema.py) so any set of months concatenates. The month is "

@@ -29,7 +29,7 @@ from pydantic import Field, create_model
 
 from taxi_assets.ml.dataset import TrainingSet
 from taxi_assets.ml.estimators import ESTIMATORS, PROFILES, EstimatorSpec
-from taxi_assets.partitions import monthly_partitions
+from taxi_assets.partitions import NETWORK_RETRY, ONE_MONTH_PER_RUN, monthly_partitions
 from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY, build_mlflow_resource, mlflow_resource
 from taxi_assets.settings import SETTINGS
 
@@ -96,6 +96,8 @@ def build_model_asset(spec: EstimatorSpec) -> dg.AssetsDefinition:
         name=spec.name,
         group_name=GROUP,
         partitions_def=monthly_partitions,
+        backfill_policy=ONE_MONTH_PER_RUN,
+        retry_policy=NETWORK_RETRY,
         ins={"training_set": dg.AssetIn("training_set")},
         required_resource_keys={MLFLOW_RESOURCE_KEY},
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=SETTINGS.model_freshness),

@@ -9,7 +9,7 @@ import pandas as pd
 from taxi_assets.assets.preparation import window_frames
 from taxi_assets.ml.drift import drift_report
 from taxi_assets.ml.metrics import regression_metrics
-from taxi_assets.partitions import monthly_partitions, previous_months, training_window_mapping
+from taxi_assets.partitions import ONE_MONTH_PER_RUN, monthly_partitions, previous_months, training_window_mapping
 from taxi_assets.resources.io_manager import NotMaterializedError, TaxiIOManager
 from taxi_assets.settings import SETTINGS
 
@@ -73,6 +73,7 @@ def previous_champion_performance(io_manager: TaxiIOManager, month: str, current
 
 @dg.asset(
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
     group_name="monitoring",
     ins={
         "cleaned_trips": dg.AssetIn(partition_mapping=training_window_mapping())
@@ -170,6 +171,7 @@ def model_leaderboard_factory(model_names: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         name="model_leaderboard",
         partitions_def=monthly_partitions,
+        backfill_policy=ONE_MONTH_PER_RUN,
         group_name="monitoring",
         kinds={"pandas"},
         ins={"training_set": dg.AssetIn(), **{name: dg.AssetIn(key=name) for name in model_names}},

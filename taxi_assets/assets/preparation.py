@@ -19,7 +19,7 @@ from taxi_assets.ml import vectorize
 from taxi_assets.ml.cleaning import CLEAN_INPUT_COLUMNS, clean_trips
 from taxi_assets.ml.dataset import TrainingSet, build_training_set
 from taxi_assets.ml.features import FEATURE_COLUMNS
-from taxi_assets.partitions import monthly_partitions, previous_months, training_window_mapping
+from taxi_assets.partitions import ONE_MONTH_PER_RUN, monthly_partitions, previous_months, training_window_mapping
 from taxi_assets.settings import SETTINGS
 
 
@@ -66,6 +66,7 @@ def window_frames(cleaned_trips, month: str, asset: str) -> dict[str, pd.DataFra
 
 @dg.asset(
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
     group_name="preparation",
     kinds={"pandas", "parquet"},
     ins={"raw_trips": dg.AssetIn(metadata={"columns": CLEAN_INPUT_COLUMNS})},
@@ -112,6 +113,7 @@ def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw
 
 @dg.asset(
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
     group_name="preparation",
     kinds={"scipy"},
     ins={

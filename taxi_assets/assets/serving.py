@@ -25,7 +25,7 @@ from taxi_assets.assets.preparation import window_frames
 from taxi_assets.ml.dataset import split_on_time
 from taxi_assets.ml.features import REQUEST_FIELDS
 from taxi_assets.ml.metrics import regression_metrics
-from taxi_assets.partitions import monthly_partitions, training_window_mapping
+from taxi_assets.partitions import NETWORK_RETRY, ONE_MONTH_PER_RUN, monthly_partitions, training_window_mapping
 from taxi_assets.resources.io_manager import TaxiIOManager
 from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY
 from taxi_assets.settings import SETTINGS
@@ -69,6 +69,8 @@ def decide(challenger_rmse: float, champion_rmse: float | None, tolerance: float
 
 @dg.asset(
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
+    retry_policy=NETWORK_RETRY,
     group_name="serving",
     kinds={"mlflow"},
     ins={"model_leaderboard": dg.AssetIn(), "cleaned_trips": dg.AssetIn(partition_mapping=training_window_mapping())},
@@ -170,6 +172,7 @@ def _ensure_registered(client, name: str) -> None:
 
 @dg.asset(
     partitions_def=monthly_partitions,
+    backfill_policy=ONE_MONTH_PER_RUN,
     group_name="serving",
     kinds={"parquet"},
     description=(

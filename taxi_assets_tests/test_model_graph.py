@@ -112,7 +112,7 @@ def test_champion_is_promoted_in_the_registry(graph):
     assert m["champion_uri"] == f"models:/{champion_model_name('green')}@{CHAMPION_ALIAS}"
     client = MlflowClient(tracking_uri=store["tracking_uri"])
     version = client.get_model_version_by_alias(champion_model_name("green"), CHAMPION_ALIAS)
-    assert version.tags["estimator"] == m["champion"] and version.tags["dagster_partition"] == "2024-02"
+    assert version.tags["estimator"] == m["champion"] and version.tags["dagster.partition"] == "2024-02"
     assert float(version.tags["validation_rmse"]) == pytest.approx(m["challenger_rmse"], abs=1e-6)
 
 

@@ -177,7 +177,7 @@ def test_mlflow_runs_are_in_postgres(materialized):
     (model_run,) = [run for run in runs if run.data.tags.get("mlflow.parentRunId") not in by_id]
     (trial,) = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == model_run.info.run_id]
     assert model_run.info.status == "FINISHED" and trial.info.status == "FINISHED"
-    assert model_run.data.tags["dagster_partition"] == "2024-02"
+    assert model_run.data.tags["dagster.partition"] == "2024-02"
     metrics = model_run.data.metrics
     assert {"rmse", "baseline_rmse"} <= set(metrics), sorted(metrics)
     assert 0 < metrics["rmse"] < metrics["baseline_rmse"]

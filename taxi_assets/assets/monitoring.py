@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from taxi_assets.assets.preparation import window_frames
+from taxi_assets.ml.dataset import pool_months
 from taxi_assets.ml.drift import drift_report
 from taxi_assets.ml.metrics import regression_metrics
 from taxi_assets.partitions import ONE_MONTH_PER_RUN, monthly_partitions, previous_months, training_window_mapping
@@ -93,7 +94,7 @@ def data_drift(
     frames = window_frames(cleaned_trips, month, "data_drift")
     current = frames.pop(month)
     train_months = list(frames)
-    train = pd.concat(frames.values(), ignore_index=True)
+    train = pool_months(list(frames.values()))
     report = drift_report(train, current)
     mean_train_rows = len(train) / len(train_months)
     report["row_count_change_pct"] = 100.0 * (len(current) - mean_train_rows) / mean_train_rows

@@ -17,7 +17,7 @@ from taxi_assets.checks.data_checks import (
 )
 from taxi_assets.ml import vectorize
 from taxi_assets.ml.cleaning import CLEAN_INPUT_COLUMNS, clean_trips
-from taxi_assets.ml.dataset import TrainingSet, build_training_set
+from taxi_assets.ml.dataset import TrainingSet, build_training_set, pool_months
 from taxi_assets.ml.features import FEATURE_COLUMNS
 from taxi_assets.partitions import ONE_MONTH_PER_RUN, monthly_partitions, previous_months, training_window_mapping
 from taxi_assets.settings import SETTINGS
@@ -133,7 +133,7 @@ def training_set(context: dg.AssetExecutionContext, cleaned_trips) -> dg.Output[
     frames = window_frames(cleaned_trips, month, "training_set")
     wanted = list(frames)
     started = time.perf_counter()
-    pooled = pd.concat(frames.values(), ignore_index=True)
+    pooled = pool_months(list(frames.values()))
     ts = build_training_set(pooled, pd.Timestamp(f"{month}-01"), info={"months": wanted, "taxi_type": SETTINGS.taxi_type})
     window_features = len(vectorize.fit(pooled[FEATURE_COLUMNS]).feature_names_)
     context.log.info(

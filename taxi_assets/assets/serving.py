@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from taxi_assets.assets.preparation import window_frames
-from taxi_assets.ml.dataset import split_on_time
+from taxi_assets.ml.dataset import pool_months, split_on_time
 from taxi_assets.ml.features import REQUEST_FIELDS
 from taxi_assets.ml.metrics import regression_metrics
 from taxi_assets.partitions import NETWORK_RETRY, ONE_MONTH_PER_RUN, monthly_partitions, training_window_mapping
 from taxi_assets.resources.io_manager import TaxiIOManager
-from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY
+from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY, PARTITION_TAG, RUN_ID_TAG
 from taxi_assets.settings import SETTINGS
 
 CHAMPION_ALIAS = "champion"
@@ -109,7 +109,7 @@ def champion_model(context: dg.AssetExecutionContext, model_leaderboard: pd.Data
     best = candidates.iloc[0]
     challenger = io_manager.load(dg.AssetKey(str(best["model"])), month)
     frames = window_frames(cleaned_trips, month, "champion_model")
-    _, validation = split_on_time(pd.concat(frames.values(), ignore_index=True), pd.Timestamp(f"{month}-01"))
+    _, validation = split_on_time(pool_months(list(frames.values())), pd.Timestamp(f"{month}-01"))
     records, actual = validation[REQUEST_FIELDS], validation["duration"].to_numpy()
     challenger_rmse = regression_metrics(actual, challenger.predict(records))["rmse"]
 
@@ -132,8 +132,8 @@ def champion_model(context: dg.AssetExecutionContext, model_leaderboard: pd.Data
             name,
             tags={
                 "estimator": str(best["model"]),
-                "dagster_partition": month,
-                "dagster_run_id": context.run_id,
+                PARTITION_TAG: month,
+                RUN_ID_TAG: context.run_id,
                 "validation_rmse": f"{challenger_rmse:.6f}",
             },
         )

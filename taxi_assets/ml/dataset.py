@@ -16,14 +16,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from sklearn.feature_extraction import DictVectorizer
 
 from taxi_assets.ml import vectorize
 from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
+
+if TYPE_CHECKING:  # imported where used, so loading the code location does not pay for them
+    import scipy.sparse as sp
+    from sklearn.feature_extraction import DictVectorizer
 
 
 @dataclass
@@ -42,6 +45,23 @@ class TrainingSet:
     @property
     def num_features(self) -> int:
         return len(self.vectorizer.feature_names_)
+
+
+def pool_months(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate cleaned months, keeping ``PU_DO`` categorical.
+
+    ``pd.concat`` turns categoricals with different categories (every month has its own pairs)
+    into an object column of Python strings, which the vectorizer must factorize again; the
+    union of categories keeps the codes, and preparation of a two-month window ~1.5x faster.
+    """
+    frames = list(frames)
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    pooled = pd.concat(frames, ignore_index=True)
+    for column in pooled.columns:
+        if all(isinstance(f[column].dtype, pd.CategoricalDtype) for f in frames):
+            pooled[column] = pd.api.types.union_categoricals([f[column] for f in frames])
+    return pooled
 
 
 def split_on_time(frame: pd.DataFrame, boundary: pd.Timestamp, column: str = "pickup_datetime"):
@@ -90,6 +110,8 @@ def save_training_set(ts: TrainingSet, path: Path) -> None:
 
 
 def load_training_set(path: Path) -> TrainingSet:
+    import scipy.sparse as sp
+
     with np.load(path, allow_pickle=False) as z:
         header = json.loads(str(z["header"]))
         mats = {}

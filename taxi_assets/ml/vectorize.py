@@ -16,12 +16,16 @@ are one feature each. Categories unseen at fit time are ignored at transform tim
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from sklearn.feature_extraction import DictVectorizer
 
 from taxi_assets.ml.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES
+
+if TYPE_CHECKING:  # sklearn and scipy.sparse cost ~1.5 s to import: loaded on first use instead
+    import scipy.sparse as sp
+    from sklearn.feature_extraction import DictVectorizer
 
 
 def _as_categorical(values: pd.Series) -> pd.Categorical:
@@ -42,6 +46,8 @@ def fit(
     numerical: list[str] = NUMERICAL_FEATURES,
 ) -> DictVectorizer:
     """A fitted ``DictVectorizer`` for ``frame``'s columns, built from distinct values only."""
+    from sklearn.feature_extraction import DictVectorizer
+
     names = [str(n) for n in numerical]
     for column in categorical:
         names.extend(f"{column}={value}" for value in _as_categorical(frame[column]).categories[_present(frame[column])])
@@ -70,6 +76,8 @@ def transform(
     numerical: list[str] | None = None,
 ) -> sp.csr_matrix:
     """``dv.transform(frame.to_dict("records"))``, computed per column."""
+    import scipy.sparse as sp
+
     categorical = list(categorical if categorical is not None else getattr(dv, "_categorical", CATEGORICAL_FEATURES))
     numerical = list(numerical if numerical is not None else getattr(dv, "_numerical", NUMERICAL_FEATURES))
     vocab = dv.vocabulary_
@@ -119,6 +127,8 @@ def from_feature_names(
     names: list[str], categorical: list[str] = CATEGORICAL_FEATURES, numerical: list[str] = NUMERICAL_FEATURES
 ) -> DictVectorizer:
     """Rebuild a fitted vectorizer from its stored feature names (no pickle needed)."""
+    from sklearn.feature_extraction import DictVectorizer
+
     dv = DictVectorizer()
     dv.feature_names_ = list(names)
     dv.vocabulary_ = {name: i for i, name in enumerate(dv.feature_names_)}

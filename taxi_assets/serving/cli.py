@@ -41,16 +41,19 @@ def run_pipeline(month: str, stream=sys.stdout) -> dict[str, dict]:
     from taxi_assets.partitions import previous_months
     from taxi_assets.settings import SETTINGS
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     job = defs.resolve_job_def("taxi_pipeline")
     graph = defs.resolve_asset_graph()
+    # INFO keeps the progress lines (trials, rows, RMSE) and drops Dagster's per-event DEBUG lines.
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     upstream = [dg.AssetKey("raw_trips"), dg.AssetKey("cleaned_trips")]
     with dg.DagsterInstance.get() as instance:
         print(f"Dagster instance: {home}; data root: {SETTINGS.type_root}; source: {SETTINGS.data_source}", file=stream)
         for earlier in previous_months(month, SETTINGS.train_months):
             print(f"== {earlier}: raw_trips, cleaned_trips", file=stream)
-            job.execute_in_process(instance=instance, partition_key=earlier, asset_selection=upstream)
+            job.execute_in_process(instance=instance, partition_key=earlier, asset_selection=upstream, run_config=quiet)
         print(f"== {month}: the whole graph", file=stream)
-        result = job.execute_in_process(instance=instance, partition_key=month)
+        result = job.execute_in_process(instance=instance, partition_key=month, run_config=quiet)
     models = sorted(k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "models")
     table = {}
     for key in models:

@@ -27,6 +27,7 @@ the model (given explicitly: inference by import capture costs a subprocess and 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +137,18 @@ def log_predictor(
         joblib.dump(predictor, path)
         code = Path(tmp) / MODEL_CODE_FILE
         code.write_text(MODEL_CODE)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(code),
-            artifacts={PREDICTOR_ARTIFACT: str(path)},
-            signature=infer_signature(example, predictions),
-            input_example=example,
-            registered_model_name=registered_model_name,
-            pip_requirements=_requirements(predictor),
-            tags=tags,
-        )
+        with warnings.catch_warnings():
+            # Advice that does not apply: the signature comes from the example (ids are never
+            # missing, validation rejects them), and predict() takes frames and records alike.
+            warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing values.*")
+            warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(code),
+                artifacts={PREDICTOR_ARTIFACT: str(path)},
+                signature=infer_signature(example, predictions),
+                input_example=example,
+                registered_model_name=registered_model_name,
+                pip_requirements=_requirements(predictor),
+                tags=tags,
+            )

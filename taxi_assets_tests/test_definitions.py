@@ -1,0 +1,84 @@
+"""The code location loads, through Python and through the CLIs users run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from taxi_assets import defs
+from taxi_assets.ml.estimators import ESTIMATORS
+
+REPO = Path(__file__).resolve().parents[1]
+
+EXPECTED_ASSETS = {
+    "ingestion": {"raw_trips"},
+    "preparation": {"cleaned_trips", "training_set"},
+    "models": set(ESTIMATORS),
+    "monitoring": {"data_drift", "model_leaderboard"},
+    "serving": {"champion_model", "trip_duration_predictions"},
+}
+
+
+def test_asset_graph_groups_and_partitions():
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        groups.setdefault(node.group_name, set()).add(key.to_user_string())
+        assert node.partitions_def.get_partition_keys(current_time=None)[:2] == ["2023-01", "2023-02"]
+        assert node.description, f"{key} has no description for the UI"
+    assert groups == EXPECTED_ASSETS
+    deps = {k.to_user_string() for k in graph.get(dg.AssetKey("xgboost")).parent_keys}
+    assert deps == {"training_set"}
+    leaderboard_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("model_leaderboard")).parent_keys}
+    assert leaderboard_deps == set(ESTIMATORS) | {"training_set"}
+
+
+def test_jobs_sensors_schedules_resources():
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"taxi_pipeline", "ingest_month", "retrain_month", "predict"}
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {
+        "new_month_sensor", "drift_retraining_sensor", "taxi_automation",
+        "run_failure_alert", "asset_check_failure_alert", "freshness_alert",
+    }
+    for name in ("new_month_sensor", "taxi_automation", "run_failure_alert", "asset_check_failure_alert", "freshness_alert"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
+    (schedule,) = defs.schedules
+    assert schedule.cron_schedule == "0 6 25 * *"
+    assert set(defs.resources) >= {"io_manager", "data_source", "mlflow", "notifier"}
+
+
+def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, DAGSTER_HOME=str(home), TAXI_DATA_ROOT=str(tmp_path / "data"))
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_dagster_definitions_validate(tmp_path):
+    done = _cli(sys.executable, "-m", "dagster", "definitions", "validate", "-m", "taxi_assets", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful for code location taxi_assets" in done.stderr + done.stdout
+
+
+def test_dg_check_defs(tmp_path):
+    dg_cli = Path(sys.executable).with_name("dg")
+    done = _cli(str(dg_cli), "check", "defs", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "All definitions loaded successfully." in done.stdout + done.stderr
+
+
+def test_cli_materializes_a_real_month(tmp_path, shared_data):
+    done = _cli(sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets",
+                "--select", "raw_trips", "--partition", "2024-01", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stored = tmp_path / "data" / "green" / "raw_trips" / "2024-01.parquet"
+    import pyarrow.parquet as pq
+
+    assert pq.read_metadata(stored).num_rows == 56_551
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert instance.get_materialized_partitions(dg.AssetKey("raw_trips")) == {"2024-01"}

@@ -32,14 +32,13 @@ $(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 setup: $(VENV)/.installed
 
 run: setup
-	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/taxi-assets run --month $(MONTH)
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 dev: setup
-	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/taxi-assets init
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: setup

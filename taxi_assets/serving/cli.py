@@ -26,9 +26,22 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+# The embedded instance: SQLite storage in DAGSTER_HOME (Dagster's default) and no telemetry,
+# since the project runs offline-first. deploy/dagster.yaml is the production counterpart.
+DEV_INSTANCE_YAML = """\
+# Written by `taxi-assets run` for the embedded defaults: runs, events and schedules in SQLite
+# files beside this one. For Postgres and a run queue use deploy/dagster.yaml instead.
+telemetry:
+  enabled: false
+"""
+
+
 def _ensure_dagster_home() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DEV_INSTANCE_YAML)
     return home
 
 
@@ -176,6 +189,7 @@ def predict_command(args, stdout=None, stderr=None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taxi-assets", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create DAGSTER_HOME with the embedded instance config (make dev runs it)")
     run = sub.add_parser("run", help="materialize the whole graph for one validation month")
     run.add_argument("--month", default="2024-02", help="validation month YYYY-MM (default 2024-02)")
     predict = sub.add_parser(
@@ -196,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         help="text: minutes (one ride) or one line per ride; json: {model_uri, model_version, predictions}",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.command == "run":
+    if args.command == "init":
+        print(f"DAGSTER_HOME={_ensure_dagster_home()}")
+    elif args.command == "run":
         run_pipeline(args.month)
     elif args.command == "predict":
         return predict_command(args)

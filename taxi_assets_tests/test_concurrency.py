@@ -71,3 +71,39 @@ def test_racing_writers_leave_one_whole_file(tmp_path):
     assert len(stored) == 200_000 and stored["writer"].nunique() == 1  # exactly one writer's rows
     assert stored.equals(frames[int(stored["writer"].iloc[0])])
     assert not [p for p in (tmp_path / "frame").iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_multiprocess_run_trains_models_one_at_a_time(tmp_path, shared_data):
+    """The default executor runs steps in processes; model steps (each using every core) never overlap."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, DAGSTER_HOME=str(home), TAXI_DATA_ROOT=str(tmp_path / "data"), TAXI_DATA_SOURCE=str(shared_data))
+    env.pop("TAXI_EXECUTOR", None)
+
+    def materialize(select: str, partition: str, executor: str | None = None, config: str | None = None):
+        run_env = dict(env, TAXI_EXECUTOR=executor) if executor else env
+        args = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets", "--select", select,
+                "--partition", partition] + (["--config-json", config] if config else [])
+        done = subprocess.run(args, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    for month in ("2024-01", "2024-02"):
+        materialize("raw_trips,cleaned_trips", month, executor="in_process")
+    quick = '{"ops": {"extra_trees": {"config": {"max_evaluations": 1}}, "linear_regression": {"config": {"max_evaluations": 1}}}}'
+    materialize("training_set,linear_regression,extra_trees", "2024-02", config=quick)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = [r for r in instance.get_runs() if "extra_trees" in str(r.asset_selection)]
+        spans, pids = {}, set()
+        for event in instance.all_logs(run.run_id):
+            if event.dagster_event is None or event.step_key not in ("linear_regression", "extra_trees", "training_set"):
+                continue
+            kind = event.dagster_event.event_type_value
+            if kind == "STEP_START":
+                spans[event.step_key] = [event.timestamp, None]
+                pids.add(event.dagster_event.pid)
+            elif kind == "STEP_SUCCESS":
+                spans[event.step_key][1] = event.timestamp
+        assert set(spans) == {"training_set", "linear_regression", "extra_trees"}
+        assert len(pids) == 3  # one process per step
+        (a_start, a_end), (b_start, b_end) = spans["linear_regression"], spans["extra_trees"]
+        assert a_end <= b_start or b_end <= a_start  # never both fitting at once

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field, create_model
 
+from taxi_assets.executors import MODEL_STEP_TAG
 from taxi_assets.ml.dataset import TrainingSet
 from taxi_assets.ml.estimators import ESTIMATORS, PROFILES, EstimatorSpec
 from taxi_assets.partitions import NETWORK_RETRY, ONE_MONTH_PER_RUN, monthly_partitions
@@ -103,6 +104,7 @@ def build_model_asset(spec: EstimatorSpec) -> dg.AssetsDefinition:
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=SETTINGS.model_freshness),
         description=spec.description,
         kinds=kinds,
+        op_tags=dict([MODEL_STEP_TAG]),
         check_specs=[
             dg.AssetCheckSpec(
                 CHECK_NAME,

@@ -83,8 +83,10 @@ def current_rss_mib() -> float:
 
 
 def emit(**fields) -> None:
-    """Child side: print the case's result as one marked JSON line (with its peak RSS)."""
+    """Child side: print the case's result as one marked JSON line (with its peak RSS and the
+    1-minute load average when it finished, so every figure says how busy the machine was)."""
     fields.setdefault("peak_rss_mib", round(peak_rss_mib(), 1))
+    fields.setdefault("load_avg", round(os.getloadavg()[0], 2))
     print(RESULT_MARKER + json.dumps(fields), flush=True)
 
 
@@ -151,6 +153,14 @@ def repeat_case(script: Path, case: str, runs: int, *args: str, timeout: float |
     merged["wall_seconds"] = statistics.median(r["wall_seconds"] for r in results)
     merged["peak_rss_mib"] = statistics.median(r["peak_rss_mib"] for r in results)
     return merged
+
+
+def load_range(results: Sequence[dict]) -> str:
+    """The 1-minute load averages the cases saw when they finished, as ``min..max``."""
+    loads = [r["load_avg"] for r in results if r.get("load_avg") is not None]
+    if not loads:
+        return "n/a"
+    return f"{min(loads):.1f}" if min(loads) == max(loads) else f"{min(loads):.1f}..{max(loads):.1f}"
 
 
 def machine() -> str:
@@ -352,15 +362,10 @@ def read_needed(path: Path, taxi_type: str):
     return table.to_pandas()
 
 
-def prepare_ours(
-    paths: Sequence[Path], taxi_type: str, boundary: str, full_window: bool = False, categorical_pool: bool = False
-) -> dict:
-    """Our preparation: column read, vectorized cleaning and PU_DO, column-wise vectorizer.
-
-    Months are pooled with ``pd.concat`` exactly as the ``training_set`` asset does; that
-    turns the per-month ``PU_DO`` categoricals (different categories) into an object column
-    which the vectorizer then factorizes again. ``categorical_pool=True`` pools ``PU_DO`` with
-    ``union_categoricals`` instead (a proposed change, measured separately).
+def prepare_ours(paths: Sequence[Path], taxi_type: str, boundary: str, full_window: bool = False) -> dict:
+    """Our preparation, exactly the pipeline's path: column read, vectorized cleaning and
+    ``PU_DO``, months pooled with ``pool_months`` (as the ``training_set`` asset pools them,
+    ``PU_DO`` kept categorical), split on pickup time, column-wise vectorizer.
     """
     import pandas as pd
 
@@ -429,7 +434,6 @@ def prepare_reference(paths: Sequence[Path], taxi_type: str, boundary: str, full
 
 PATHS = {
     "ours": prepare_ours,
-    "ours_categorical_pool": lambda *a, **k: prepare_ours(*a, **k, categorical_pool=True),
     "reference": prepare_reference,
 }
 

@@ -56,7 +56,9 @@ def pool_months(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """
     frames = list(frames)
     if len(frames) == 1:
-        return frames[0].reset_index(drop=True)
+        # One month (a yellow month is ~100 MiB cleaned): no copy; callers only read it.
+        only = frames[0]
+        return only if isinstance(only.index, pd.RangeIndex) and only.index.start == 0 else only.reset_index(drop=True)
     pooled = pd.concat(frames, ignore_index=True)
     for column in pooled.columns:
         if all(isinstance(f[column].dtype, pd.CategoricalDtype) for f in frames):

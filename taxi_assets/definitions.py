@@ -12,6 +12,7 @@ from taxi_assets.resources.data_source import TlcDataSource
 from taxi_assets.resources.io_manager import TaxiIOManager
 from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY, mlflow_resource
 from taxi_assets.resources.notifications import notifier_from_env
+from taxi_assets.serving.jobs import predict_job
 from taxi_assets.settings import SETTINGS
 
 # The whole graph for one month: ingestion -> preparation -> models -> serving/monitoring.
@@ -53,7 +54,7 @@ all_assets = with_automation(
 
 defs = dg.Definitions(
     assets=all_assets,
-    jobs=[taxi_pipeline, triggers.ingest_month_job, triggers.retrain_month_job],
+    jobs=[taxi_pipeline, triggers.ingest_month_job, triggers.retrain_month_job, predict_job],
     schedules=[triggers.monthly_ingestion_schedule],
     sensors=[triggers.new_month_sensor, triggers.drift_retraining_sensor, triggers.automation_sensor, *alert_sensors],
     resources=build_resources(),

@@ -72,3 +72,20 @@ def resources(io_manager, mlflow_store) -> dict:
         "mlflow": build_mlflow_resource(**mlflow_store),
         "notifier": AlertNotifier(),
     }
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_tracking_uri():
+    """dagster-mlflow calls ``mlflow.set_tracking_uri``, which also writes MLFLOW_TRACKING_URI:
+    without this, one test's temporary store would leak into every later test and subprocess."""
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    import sys
+
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if utils is not None:
+        utils._tracking_uri = None
+    if variable is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = variable

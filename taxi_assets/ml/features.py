@@ -25,6 +25,16 @@ class InvalidRequestError(ValueError):
     """A prediction request that cannot be scored."""
 
 
+def _as_float(column: pd.Series) -> np.ndarray:
+    """The column as float64 with NaN for anything non-numeric, skipping pandas' slow paths
+    for columns that already are numbers (the one-record requests of the scoring server)."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        return column.to_numpy(dtype=np.float64)
+    if pd.api.types.is_numeric_dtype(column.dtype):  # nullable Int64/Float64: <NA> -> NaN
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def records_to_features(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
     """Validate raw ride records and return the model's feature frame (``FEATURE_COLUMNS``)."""
     if isinstance(records, dict):
@@ -39,14 +49,14 @@ def records_to_features(records: pd.DataFrame | list[dict] | dict) -> pd.DataFra
         )
     values = {}
     for name in REQUEST_FIELDS:
-        numeric = pd.to_numeric(frame[name], errors="coerce")
-        bad = numeric.isna() | ~np.isfinite(numeric.astype(float))
+        numeric = _as_float(frame[name])
+        bad = ~np.isfinite(numeric)
         if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
+            row = int(np.flatnonzero(bad)[0])
             raise InvalidRequestError(
-                f"field {name!r} must be a finite number, got {frame[name].tolist()[row]!r} in record {row}"
+                f"field {name!r} must be a finite number, got {frame[name].iloc[row : row + 1].tolist()[0]!r} in record {row}"
             )
-        values[name] = numeric.astype(float).to_numpy()
+        values[name] = numeric
     for name in ("PULocationID", "DOLocationID"):
         ids = values[name]
         bad = (ids != np.round(ids)) | (ids < MIN_LOCATION_ID) | (ids > MAX_LOCATION_ID)
@@ -54,7 +64,7 @@ def records_to_features(records: pd.DataFrame | list[dict] | dict) -> pd.DataFra
             row = int(np.flatnonzero(bad)[0])
             raise InvalidRequestError(
                 f"field {name!r} must be a TLC zone id between {MIN_LOCATION_ID} and {MAX_LOCATION_ID}, "
-                f"got {frame[name].tolist()[row]!r} in record {row}"
+                f"got {frame[name].iloc[row : row + 1].tolist()[0]!r} in record {row}"
             )
     distance = values["trip_distance"]
     if (distance < 0).any():

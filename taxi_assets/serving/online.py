@@ -12,30 +12,32 @@ different estimator wins. Serve it from the project's environment::
         --env-manager local -h 127.0.0.1 -p 5001
 
 ``--env-manager local`` serves with the installed ``taxi_assets`` package (the model stores
-no copy of the code, see :mod:`taxi_assets.serving.pyfunc`). Wait for ``GET /ping`` to
-answer 200, then post raw rides, one record per ride::
+no copy of the code, see :mod:`taxi_assets.serving.pyfunc`). The alias is resolved when the
+server starts: restart it after a promotion. Wait until ``GET /ping`` answers 200, then post
+raw rides, one record per ride::
 
     curl -s -X POST http://127.0.0.1:5001/invocations \\
         -H 'Content-Type: application/json' \\
-        -d '{"dataframe_records": [{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}]}'
-    {"predictions": [10.93...]}
+        -d '{"dataframe_records": [{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98},
+                                   {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}]}'
+    {"predictions": [7.63, 9.82]}
 
-Predictions are minutes, one per record, in request order. A record the model cannot score
-is answered ``400`` with ``"error_code": "INVALID_PARAMETER_VALUE"`` and a message naming
-the field and the record, e.g. a negative distance::
+Predictions are minutes, one per record, in request order (the figures above are the test
+champion's). A request the model cannot score is answered ``400`` with a message naming the
+field (and the record)::
 
-    {"error_code": "INVALID_PARAMETER_VALUE",
-     "message": "Failed to predict data '...'. \\nError: field 'trip_distance' must not be negative, got -1.0 in record 0"}
+    missing field      -> INVALID_PARAMETER_VALUE  "... Model is missing inputs ['trip_distance']."
+    non-numeric value  -> BAD_REQUEST  "... Failed to convert column PULocationID to type 'int64' ..."
+    negative distance  -> INVALID_PARAMETER_VALUE  "... Error: field 'trip_distance' must not be negative, got -1.0 in record 1"
+    unknown zone id    -> INVALID_PARAMETER_VALUE  "... Error: field 'DOLocationID' must be a TLC zone id between 1 and 265, got 999 in record 0"
 
-A missing field or a non-numeric value is rejected by the model's signature before the
-model runs (also ``400``, naming the field: ``Model is missing inputs ['trip_distance']``,
-``Incompatible input types for column PULocationID``); a zone id outside 1..265 gets
-``field 'PULocationID' must be a TLC zone id between 1 and 265``.
+(the first two are MLflow's check of the model signature, the others the model's own
+validation, the same as in Python and in ``taxi-assets predict``).
 
-Without a server: ``taxi-assets predict --pu 236 --do 239 --distance 1.98`` (one ride) or
-``taxi-assets predict --json rides.json`` (the same ``dataframe_records`` payload, a list of
-records, or one record), and in the Dagster UI the ``predict`` job's launchpad (see
-:mod:`taxi_assets.serving.jobs`). Single-record latency of the scoring server is measured by
+Without a server: ``taxi-assets predict --pu 236 --do 239 --distance 1.98`` prints the
+minutes of one ride; ``taxi-assets predict --json rides.json`` scores a file holding the same
+``dataframe_records`` payload (or a list of records, or one record). In the Dagster UI, the
+``predict`` job's launchpad does the same (see :mod:`taxi_assets.serving.jobs`). Latency:
 ``benchmarks/serving_latency.py``.
 
 Python: :class:`ScoringServer` starts and stops such a server (its own process group, free

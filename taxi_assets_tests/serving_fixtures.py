@@ -1,0 +1,113 @@
+"""A registered champion for the serving tests: a real model in a real (temporary) MLflow store.
+
+:func:`build_champion` trains plain ``LinearRegression`` on a fixed 20,000-ride sample of the
+real green 2024-01 month (cleaned and vectorized exactly as the pipeline does), logs it with
+:func:`~taxi_assets.serving.pyfunc.log_predictor` into a fresh sqlite tracking store with its
+own artifact folder, registers it as version 1 of the champion line
+``taxi-trip-duration-green`` and points the ``champion`` alias at it, as the
+``champion_model`` asset does. Serving code under test then loads
+``models:/taxi-trip-duration-green@champion`` from that store, never the project's.
+
+Import the fixture into a test module with
+``from taxi_assets_tests.serving_fixtures import champion  # noqa: F401``. It is session
+scoped: training and logging cost a few seconds and the store is only read afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_assets.assets.serving import CHAMPION_ALIAS, champion_model_name, champion_uri
+from taxi_assets.ml import cleaning, schema, vectorize
+from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
+from taxi_assets.ml.predictor import TripDurationPredictor
+
+SAMPLE_MONTH = "2024-01"
+SAMPLE_ROWS = 20_000
+SAMPLE_SEED = 7
+EXPERIMENT = "taxi-trip-duration-serving-test"
+# The ride of the course's online-inference example, plus a few ordinary ones.
+EXAMPLE_RECORDS = [
+    {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98},
+    {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2},
+    {"PULocationID": 166, "DOLocationID": 166, "trip_distance": 0.0},
+    {"PULocationID": 1, "DOLocationID": 265, "trip_distance": 12.5},
+]
+
+
+def data_dir() -> Path:
+    """The shared TLC folder (``../shared/data/nyc-tlc`` from the repo, or ``TAXI_DATA_SOURCE``)."""
+    override = os.environ.get("TAXI_DATA_SOURCE", "")
+    if override and "://" not in override:
+        return Path(override)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc-tlc"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """Where the registered champion lives and the predictor it was built from."""
+
+    root: Path
+    tracking_uri: str
+    artifact_location: str
+    model_name: str
+    model_uri: str  # models:/taxi-trip-duration-green@champion
+    version: int
+    predictor: TripDurationPredictor
+
+
+def sample_rides(month: str = SAMPLE_MONTH, rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> pd.DataFrame:
+    """``rows`` cleaned rides of the real ``month``, drawn with a fixed seed."""
+    path = data_dir() / f"green_tripdata_{month}.parquet"
+    table = pq.read_table(path, columns=schema.source_columns("green", cleaning.CLEAN_INPUT_COLUMNS))
+    cleaned = cleaning.clean_trips(schema.normalize_table(table, "green", path.name)[0].to_pandas())[0]
+    return cleaned.sample(n=rows, random_state=seed).reset_index(drop=True)
+
+
+def train_predictor(rides: pd.DataFrame) -> TripDurationPredictor:
+    """The course's plain ``LinearRegression`` on ``PU_DO`` + ``trip_distance``."""
+    from sklearn.linear_model import LinearRegression
+
+    X, dv = vectorize.fit_transform(rides[FEATURE_COLUMNS])
+    estimator = LinearRegression().fit(X, rides[TARGET].to_numpy())
+    return TripDurationPredictor(dv, estimator, "linear_regression")
+
+
+def build_champion(root: Path) -> Champion:
+    """Train, log, register and alias the champion in a new store under ``root``."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from taxi_assets.resources.mlflow import ensure_experiment
+    from taxi_assets.serving.online import tracking_uri_set
+    from taxi_assets.serving.pyfunc import log_predictor
+
+    tracking_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+    artifact_location = (root / "mlflow" / "artifacts").as_uri()
+    predictor = train_predictor(sample_rides())
+    name = champion_model_name("green")
+    experiment_id = ensure_experiment(tracking_uri, EXPERIMENT, artifact_location)
+    with tracking_uri_set(tracking_uri), mlflow.start_run(experiment_id=experiment_id):
+        info = log_predictor(predictor, "model", EXAMPLE_RECORDS, registered_model_name=name)
+    version = int(info.registered_model_version)
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    return Champion(
+        root=root,
+        tracking_uri=tracking_uri,
+        artifact_location=artifact_location,
+        model_name=name,
+        model_uri=champion_uri("green"),
+        version=version,
+        predictor=predictor,
+    )
+
+
+@pytest.fixture(scope="session")
+def champion(tmp_path_factory) -> Champion:
+    return build_champion(tmp_path_factory.mktemp("serving-champion"))

@@ -1,0 +1,261 @@
+"""Online inference of the champion: ``mlflow models serve`` on the registered alias, and the
+``taxi-assets predict`` command, both checked against the in-process predictor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taxi_assets.serving import cli
+from taxi_assets.serving.online import (
+    ScoringClient,
+    ScoringError,
+    ScoringServer,
+    parse_models_uri,
+    payload,
+    records_from_json,
+    serve_command,
+)
+from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion  # noqa: F401 (fixture)
+
+def random_rides(n: int, seed: int = 11) -> list[dict]:
+    """Valid rides over every zone id, including pairs the 20k-ride sample never saw."""
+    rng = np.random.default_rng(seed)
+    return [
+        {"PULocationID": int(pu), "DOLocationID": int(do), "trip_distance": float(d)}
+        for pu, do, d in zip(rng.integers(1, 266, n), rng.integers(1, 266, n), rng.gamma(2.0, 1.5, n).round(2))
+    ]
+
+
+@pytest.fixture(scope="module")
+def server(champion, tmp_path_factory):  # noqa: F811
+    """The champion served from its alias; only this server's process group is stopped."""
+    log = tmp_path_factory.mktemp("scoring-server") / "serve.log"
+    with ScoringServer(champion.model_uri, champion.tracking_uri, log, workers=1, ready_timeout=120) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with ScoringClient(server.url) as scoring:
+        yield scoring
+
+
+def test_serve_command_is_mlflow_models_serve_on_loopback():
+    assert serve_command("models:/taxi-trip-duration-green@champion", 5001, python="python") == [
+        "python", "-m", "mlflow", "models", "serve", "-m", "models:/taxi-trip-duration-green@champion",
+        "--env-manager", "local", "--host", "127.0.0.1", "--port", "5001",
+    ]  # fmt: skip
+    assert serve_command("models:/m/2", 5002, workers=2, python="python")[-2:] == ["--workers", "2"]
+    assert parse_models_uri("models:/taxi-trip-duration-green@champion") == ("taxi-trip-duration-green", None, "champion")
+    assert parse_models_uri("models:/taxi-trip-duration-green/3") == ("taxi-trip-duration-green", "3", None)
+    assert parse_models_uri("runs:/abc/model") is None
+
+
+def test_request_shapes_are_the_server_payload():
+    ride = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
+    assert payload(ride) == {"dataframe_records": [ride]}
+    assert records_from_json({"dataframe_records": [ride]}) == [ride]
+    assert records_from_json([ride, ride]) == [ride, ride]
+    assert records_from_json(ride) == [ride]
+    with pytest.raises(ValueError, match=r'^expected \{"dataframe_records"'):
+        records_from_json([1, 2])
+
+
+def test_server_predicts_like_the_in_process_predictor(champion, server, client):  # noqa: F811
+    rides = EXAMPLE_RECORDS + random_rides(300)
+    predicted = client.predict(rides)
+    expected = champion.predictor.predict(pd.DataFrame(rides))
+    assert len(predicted) == 304
+    assert np.allclose(predicted, expected, rtol=1e-9, atol=1e-9)
+    # the course's example ride, alone, through the raw HTTP response
+    response = client.post(EXAMPLE_RECORDS[0])
+    assert response.status_code == 200
+    assert response.json()["predictions"] == pytest.approx([expected[0]], abs=1e-9)
+    # JSON does not distinguish 3 from 3.0: a whole-number distance scores as the float
+    whole = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 3}
+    assert client.predict([whole]) == pytest.approx(champion.predictor.predict(pd.DataFrame([whole])).tolist(), abs=1e-9)
+
+
+GOOD = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
+BAD_REQUESTS = {
+    "missing field": (
+        [{"PULocationID": 236, "DOLocationID": 239}],
+        "INVALID_PARAMETER_VALUE",
+        "Model is missing inputs ['trip_distance']",
+    ),
+    "negative distance": (
+        [GOOD, dict(GOOD, trip_distance=-1.0)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'trip_distance' must not be negative, got -1.0 in record 1",
+    ),
+    "non-numeric zone": (
+        [dict(GOOD, PULocationID="abc")],
+        "BAD_REQUEST",
+        "Failed to convert column PULocationID to type 'int64'",
+    ),
+    "non-numeric distance": (
+        [dict(GOOD, trip_distance="far")],
+        "BAD_REQUEST",
+        "Failed to convert column trip_distance to type 'float64'",
+    ),
+    "unknown zone": (
+        [GOOD, dict(GOOD, DOLocationID=999)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'DOLocationID' must be a TLC zone id between 1 and 265, got 999 in record 1",
+    ),
+    "zone zero": (
+        [dict(GOOD, PULocationID=0)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'PULocationID' must be a TLC zone id between 1 and 265, got 0 in record 0",
+    ),
+    "null distance": (
+        [dict(GOOD, trip_distance=None)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'trip_distance' must be a finite number, got nan in record 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_server_answers_bad_requests_400_naming_the_field(client, case):
+    records, error_code, message = BAD_REQUESTS[case]
+    response = client.post(records)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error_code"] == error_code
+    assert message in body["message"]
+    with pytest.raises(ScoringError) as caught:
+        client.predict(records)
+    assert caught.value.status == 400 and message in caught.value.message
+
+
+# --- taxi-assets predict ------------------------------------------------------------------------
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["predict", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def champion_env(champion, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)
+    return champion
+
+
+def test_cli_prints_the_champions_minutes(champion_env, capsys):
+    code, out, err = run_cli(capsys, "--pu", "236", "--do", "239", "--distance", "1.98")
+    expected = champion_env.predictor.predict(pd.DataFrame([GOOD]))[0]
+    assert (code, err) == (0, "")
+    assert out == f"{expected:.2f}\n"
+
+
+def test_cli_scores_a_json_payload_file(champion_env, capsys, tmp_path):
+    rides = EXAMPLE_RECORDS + random_rides(20, seed=3)
+    path = tmp_path / "rides.json"
+    path.write_text(json.dumps({"dataframe_records": rides}))
+    code, out, err = run_cli(capsys, "--json", str(path), "--output", "json")
+    assert (code, err) == (0, "")
+    answer = json.loads(out)
+    assert answer["model_uri"] == "models:/taxi-trip-duration-green@champion"
+    assert answer["model_version"] == champion_env.version
+    assert np.allclose(answer["predictions"], champion_env.predictor.predict(pd.DataFrame(rides)), rtol=1e-12, atol=0)
+    path.write_text(json.dumps(EXAMPLE_RECORDS[:2]))  # a plain list of records, text output
+    code, out, _ = run_cli(capsys, "--json", str(path), "--model-uri", f"models:/{champion_env.model_name}/1")
+    minutes = champion_env.predictor.predict(pd.DataFrame(EXAMPLE_RECORDS[:2]))
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"PU 236 -> DO 239, 1.98 mi: {minutes[0]:.2f} min",
+        f"PU 74 -> DO 75, 1.2 mi: {minutes[1]:.2f} min",
+    ]
+    # loading pointed MLflow at the store only for the call: the variable is as the caller left it
+    assert os.environ["MLFLOW_TRACKING_URI"] == champion_env.tracking_uri
+
+
+CLI_BAD = {
+    "missing field": (["--pu", "236", "--do", "239"], "missing --distance (trip_distance): give --pu, --do and --distance for one ride, or --json FILE"),
+    "negative distance": (["--pu", "236", "--do", "239", "--distance", "-1"], "field 'trip_distance' must not be negative, got -1.0 in record 0"),
+    "non-numeric": (["--pu", "abc", "--do", "239", "--distance", "1"], "field 'PULocationID' must be a finite number, got 'abc' in record 0"),
+    "unknown zone": (["--pu", "236", "--do", "266", "--distance", "1"], "field 'DOLocationID' must be a TLC zone id between 1 and 265, got '266' in record 0"),
+    "fractional zone": (["--pu", "236.5", "--do", "239", "--distance", "1"], "field 'PULocationID' must be a TLC zone id between 1 and 265, got '236.5' in record 0"),
+    "infinite distance": (["--pu", "236", "--do", "239", "--distance", "inf"], "field 'trip_distance' must be a finite number, got 'inf' in record 0"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CLI_BAD))
+def test_cli_bad_request_is_one_error_line_and_exit_2(champion_env, capsys, case):
+    argv, message = CLI_BAD[case]
+    code, out, err = run_cli(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err == f"taxi-assets predict: error: {message}\n"
+
+
+def test_cli_bad_json_files_exit_2_naming_the_file(champion_env, capsys, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run_cli(capsys, "--json", str(broken))
+    assert code == 2 and err.startswith(f"taxi-assets predict: error: {broken} is not valid JSON: ")
+    code, _, err = run_cli(capsys, "--json", str(tmp_path / "absent.json"))
+    assert code == 2 and err == f"taxi-assets predict: error: cannot read {tmp_path / 'absent.json'}: No such file or directory\n"
+    missing_field = tmp_path / "missing.json"
+    missing_field.write_text(json.dumps([{"PULocationID": 1, "trip_distance": 2.0}]))
+    code, _, err = run_cli(capsys, "--json", str(missing_field))
+    assert (code, err) == (2, "taxi-assets predict: error: missing field(s) DOLocationID: each record needs PULocationID, DOLocationID, trip_distance\n")
+    code, _, err = run_cli(capsys, "--json", str(missing_field), "--pu", "3")
+    assert (code, err) == (2, "taxi-assets predict: error: give either --json FILE or --pu/--do/--distance, not both (got --json and --pu)\n")
+
+
+def test_cli_without_a_champion_says_to_run_the_pipeline(champion_env, capsys, monkeypatch, tmp_path):
+    # a store that holds no champion of this line
+    code, out, err = run_cli(capsys, "--pu", "1", "--do", "2", "--distance", "3", "--model-uri", "models:/taxi-trip-duration-yellow@champion")
+    assert (code, out) == (1, "")
+    assert err == (
+        "taxi-assets predict: error: no champion registered yet: models:/taxi-trip-duration-yellow@champion is not in "
+        f"the MLflow store {champion_env.tracking_uri} (MLflow: Registered Model with name=taxi-trip-duration-yellow "
+        "not found); run the pipeline first (`taxi-assets run --month 2024-02`, or materialize champion_model in Dagster)\n"
+    )
+    # no store at all: nothing is created, the message names the missing file
+    absent = tmp_path / "nowhere" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{absent}")
+    code, out, err = run_cli(capsys, "--pu", "1", "--do", "2", "--distance", "3")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"taxi-assets predict: error: no MLflow store at {absent} ")
+    assert "run the pipeline first" in err and err.count("\n") == 1
+    assert not absent.parent.exists()
+
+
+def test_installed_command_scores_and_fails_without_traceback(champion_env, tmp_path):  # noqa: F811
+    """The console script itself (the entry point of pyproject), in a fresh process."""
+    command = Path(sys.executable).parent / "taxi-assets"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=champion_env.tracking_uri)
+    done = subprocess.run(
+        [str(command), "predict", "--pu", "236", "--do", "239", "--distance", "1.98", "--output", "json"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = champion_env.predictor.predict(pd.DataFrame([GOOD]))
+    assert json.loads(done.stdout)["predictions"] == pytest.approx(expected.tolist(), abs=1e-12)
+    done = subprocess.run(
+        [str(command), "predict", "--pu", "236", "--do", "239", "--distance", "-0.5"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "taxi-assets predict: error: field 'trip_distance' must not be negative, got -0.5 in record 0\n"
+
+
+def test_cli_parser_documents_the_predict_flags(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["predict", "--help"])
+    assert caught.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--pu ID", "--do ID", "--distance MILES", "--json FILE", "--model-uri MODEL_URI", "--output {text,json}"):
+        assert flag in text

@@ -125,3 +125,33 @@ def test_every_downstream_asset_has_the_retrain_condition():
             assert condition.get_label() == "retrain_on_new_upstream_data", key
     sensor = defs.resolve_sensor_def("taxi_automation")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def _drift_run(instance, passed: bool):
+    """A real data_drift[2024-02] materialization whose distribution check passes or warns."""
+
+    @dg.asset(
+        name="data_drift",
+        partitions_def=triggers.monthly_partitions,
+        check_specs=[dg.AssetCheckSpec("distribution_stable", asset="data_drift")],
+    )
+    def fake_drift():
+        yield dg.Output({"psi_duration": 0.05 if passed else 0.9})
+        yield dg.AssetCheckResult(check_name="distribution_stable", passed=passed, severity=dg.AssetCheckSeverity.WARN)
+
+    result = dg.materialize([fake_drift], partition_key="2024-02", instance=instance)
+    (record,) = instance.fetch_materializations(dg.AssetKey("data_drift"), limit=1).records
+    return result, record.event_log_entry
+
+
+def test_drift_warning_requests_retraining_of_that_month(instance):
+    _drift_run(instance, passed=True)
+    (result,) = list(triggers.drift_retraining_sensor(dg.build_sensor_context(instance=instance)))
+    assert isinstance(result, dg.SkipReason) and "passed its checks" in result.skip_message
+    run, _ = _drift_run(instance, passed=False)
+    (request,) = list(triggers.drift_retraining_sensor(dg.build_sensor_context(instance=instance)))
+    assert request.partition_key == "2024-02"
+    assert request.tags["taxi/reason"] == "drift: distribution_stable"
+    assert request.run_key == f"drift-retrain:2024-02:{run.run_id}"
+    job = defs.resolve_job_def(triggers.retrain_month_job.name)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"training_set", "xgboost", "champion_model"}

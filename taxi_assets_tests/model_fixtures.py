@@ -5,27 +5,17 @@
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
-from taxi_assets.ml import cleaning, dataset, schema
+from taxi_assets.ml import dataset
 from taxi_assets.ml.dataset import TrainingSet
+from taxi_assets_tests.helpers import cleaned_month
 
 REFERENCE_MONTHS = ("2024-01", "2024-02")
 REFERENCE_BOUNDARY = pd.Timestamp("2024-02-01")
-
-
-def data_dir() -> Path:
-    """The shared TLC folder (``../shared/data/nyc-tlc`` from the repo, or ``TAXI_DATA_SOURCE``)."""
-    override = os.environ.get("TAXI_DATA_SOURCE", "")
-    if override and "://" not in override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc-tlc"
 
 
 @dataclass(frozen=True)
@@ -36,12 +26,7 @@ class Reference:
 
 @functools.lru_cache(maxsize=1)
 def load_reference() -> Reference:
-    frames = []
-    for month in REFERENCE_MONTHS:
-        path = data_dir() / f"green_tripdata_{month}.parquet"
-        table = pq.read_table(path, columns=schema.source_columns("green", cleaning.CLEAN_INPUT_COLUMNS))
-        frames.append(cleaning.clean_trips(schema.normalize_table(table, "green", str(path))[0].to_pandas())[0])
-    cleaned = pd.concat(frames, ignore_index=True)
+    cleaned = pd.concat([cleaned_month(month) for month in REFERENCE_MONTHS], ignore_index=True)
     ts = dataset.build_training_set(cleaned, REFERENCE_BOUNDARY)
     _, validation = dataset.split_on_time(cleaned, REFERENCE_BOUNDARY)
     return Reference(ts, validation.reset_index(drop=True))

@@ -2,18 +2,12 @@
 real Dagster instance, delivered to a real SMTP server (aiosmtpd) and a real HTTP webhook."""
 
 
-import email
-import email.policy
 import json
-import socket
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
-from aiosmtpd.controller import Controller
 
 from taxi_assets.automation.alerts import (
     alert_sensors,
@@ -22,10 +16,12 @@ from taxi_assets.automation.alerts import (
     run_failure_alert,
 )
 from taxi_assets.resources.notifications import AlertNotifier, notifier_from_env
+from taxi_assets_tests.helpers import WebhookServer, closed_port, serving, smtp_serving
 
 UI = "http://127.0.0.1:3000"
 MONTHS = dg.MonthlyPartitionsDefinition(start_date="2023-01", fmt="%Y-%m")
 MISSING_COLUMN = "green_tripdata_{month}.parquet has no column 'lpep_pickup_datetime'"
+WEBHOOK_PATH = "/services/T000/B000/secret"
 
 
 # --------------------------------------------------------------------- test assets
@@ -68,82 +64,16 @@ freshness_defs = dg.Definitions(assets=[fresh_month])
 # ------------------------------------------------------------------------- servers
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def messages(self) -> list[email.message.EmailMessage]:
-        return [
-            email.message_from_bytes(e.original_content, policy=email.policy.default)
-            for e in self.envelopes
-        ]
-
-
-class _EphemeralController(Controller):
-    """aiosmtpd Controller on port 0: learn the real port before the readiness probe."""
-
-    def _trigger_server(self):
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
-class _WebhookServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _WebhookHandler)
-        self.payloads: list[dict] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/services/T000/B000/secret"
-
-
-class _WebhookHandler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server naming
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.payloads.append(json.loads(body))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format, *args):
-        pass
-
-
 @pytest.fixture
 def smtp():
-    inbox = _Inbox()
-    controller = _EphemeralController(inbox, hostname="127.0.0.1", port=0)
-    controller.start()
-    try:
-        yield controller.port, inbox
-    finally:
-        controller.stop()
+    with smtp_serving() as server:
+        yield server
 
 
 @pytest.fixture
 def webhook():
-    server = _WebhookServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(WebhookServer(200)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _notifier(smtp_port: int, webhook_url: str | None) -> AlertNotifier:
@@ -161,7 +91,20 @@ def _notifier(smtp_port: int, webhook_url: str | None) -> AlertNotifier:
 
 @pytest.fixture
 def notifier(smtp, webhook) -> AlertNotifier:
-    return _notifier(smtp[0], webhook.url)
+    return _notifier(smtp[0], webhook.base_url + WEBHOOK_PATH)
+
+
+def _run_failure_tick(instance, run: dg.DagsterRun, notifier: AlertNotifier):
+    """Evaluate ``run_failure_alert`` on the real RUN_FAILURE event ``run`` left in ``instance``."""
+    failure = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert",
+        dagster_event=failure[0].event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"notifier": notifier},
+    ).for_run_failure()
+    return run_failure_alert(context)
 
 
 def _check_tick(instance, notifier, cursor=None, definitions=check_defs) -> dg.SensorResult:
@@ -205,16 +148,8 @@ def test_run_failure_alert_names_asset_partition_run_error_and_link(instance, no
     )
     run = instance.get_run_by_id(result.run_id)
     assert run.status == dg.DagsterRunStatus.FAILURE
-    failure = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert",
-        dagster_event=failure[0].event_log_entry.dagster_event,
-        dagster_instance=instance,
-        dagster_run=run,
-        resources={"notifier": notifier},
-    ).for_run_failure()
 
-    assert run_failure_alert(context) is None
+    assert _run_failure_tick(instance, run, notifier) is None
 
     error = MISSING_COLUMN.format(month="2024-01")
     link = f"{UI}/runs/{run.run_id}"
@@ -254,15 +189,7 @@ def test_failed_dg_failure_uses_its_description(instance, notifier, smtp):
 
     result = dg.materialize([refused_month], instance=instance, partition_key="2023-05", raise_on_error=False)
     run = instance.get_run_by_id(result.run_id)
-    failure = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert",
-        dagster_event=failure[0].event_log_entry.dagster_event,
-        dagster_instance=instance,
-        dagster_run=run,
-        resources={"notifier": _notifier(smtp[0], None)},
-    ).for_run_failure()
-    run_failure_alert(context)
+    _run_failure_tick(instance, run, _notifier(smtp[0], None))
     [message] = smtp[1].messages()
     assert message["Subject"] == (
         "[taxi-assets ERROR] Run failed in __ephemeral_asset_job__: refused_month[2023-05]: min > max "
@@ -403,8 +330,8 @@ def test_unconfigured_channels_are_skipped(instance, monkeypatch):
 
 
 def test_down_webhook_fails_while_email_sends_and_cursor_advances(instance, smtp):
-    port = _closed_port()
-    notifier = _notifier(smtp[0], f"http://127.0.0.1:{port}/services/T000/B000/secret")
+    port = closed_port()
+    notifier = _notifier(smtp[0], f"http://127.0.0.1:{port}{WEBHOOK_PATH}")
     dg.materialize([checked_month], instance=instance, partition_key="2024-01")
 
     result = _check_tick(instance, notifier)
@@ -428,7 +355,7 @@ def test_notifier_from_env_reads_env_vars_at_init(instance, smtp, webhook, monke
     monkeypatch.delenv("SMTP_PASSWORD", raising=False)  # aiosmtpd here offers no login
     monkeypatch.setenv("SMTP_USE_TLS", "false")
     monkeypatch.setenv("ALERT_EMAIL_TO", "oncall@taxi.local")
-    monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.base_url + WEBHOOK_PATH)
     configured = notifier_from_env()
     # Set variables stay EnvVar references (no secret values in the UI's resource config).
     assert configured.smtp_host == dg.EnvVar("SMTP_HOST")

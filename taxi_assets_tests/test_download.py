@@ -16,7 +16,6 @@ segment so each failure mode the downloader must survive has its own URL prefix:
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import threading
 import time
@@ -37,13 +36,9 @@ from taxi_assets.io.download import (
     month_available,
     month_file_name,
 )
+from taxi_assets_tests.helpers import data_dir
 
-DATA_DIR = Path(
-    os.environ.get(
-        "TAXI_DATA_SOURCE",
-        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc-tlc",
-    )
-)
+DATA_DIR = data_dir()
 JAN = "green_tripdata_2024-01.parquet"
 DEC = "green_tripdata_2023-12.parquet"
 FAST = dict(backoff_seconds=0.01)  # keep retries quick

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,35 +14,17 @@ from taxi_assets.ml.drift import (
     population_stability_index,
     unseen_category_share,
 )
-
-DATA_DIR = Path(
-    os.environ.get(
-        "TAXI_DATA_SOURCE",
-        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc-tlc",
-    )
-)
-
-
-def _load_clean(month: str) -> pd.DataFrame:
-    df = pd.read_parquet(DATA_DIR / f"green_tripdata_{month}.parquet")
-    df["duration"] = (
-        df["lpep_dropoff_datetime"] - df["lpep_pickup_datetime"]
-    ).dt.total_seconds() / 60
-    df = df[(df["duration"] >= 1) & (df["duration"] <= 60)].copy()
-    df["PU_DO"] = df["PULocationID"].astype(str) + "_" + df["DOLocationID"].astype(str)
-    df = df.rename(columns={"lpep_pickup_datetime": "pickup_datetime"})
-    columns = ["pickup_datetime", "PULocationID", "DOLocationID", "PU_DO", "trip_distance", "duration"]
-    return df[columns].reset_index(drop=True)
+from taxi_assets_tests.helpers import cleaned_month
 
 
 @pytest.fixture(scope="module")
 def jan() -> pd.DataFrame:
-    return _load_clean("2024-01")
+    return cleaned_month("2024-01")
 
 
 @pytest.fixture(scope="module")
 def feb() -> pd.DataFrame:
-    return _load_clean("2024-02")
+    return cleaned_month("2024-02")
 
 
 # ------------------------------------------------------------------------------- PSI

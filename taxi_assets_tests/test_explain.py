@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from taxi_assets.ml.explain import RESULT_COLUMNS, top_features
+from taxi_assets_tests.helpers import cleaned_month
 
-DATA_DIR = Path(
-    os.environ.get(
-        "TAXI_DATA_SOURCE",
-        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc-tlc",
-    )
-)
 
 
 class _Predictor:
@@ -30,13 +22,7 @@ class _Predictor:
 def training():
     from sklearn.feature_extraction import DictVectorizer
 
-    df = pd.read_parquet(DATA_DIR / "green_tripdata_2024-01.parquet")
-    df["duration"] = (
-        df["lpep_dropoff_datetime"] - df["lpep_pickup_datetime"]
-    ).dt.total_seconds() / 60
-    df = df[(df["duration"] >= 1) & (df["duration"] <= 60)].copy()
-    df["PU_DO"] = df["PULocationID"].astype(str) + "_" + df["DOLocationID"].astype(str)
-    df = df.sample(5000, random_state=0)
+    df = cleaned_month("2024-01").sample(5000, random_state=0)
     vectorizer = DictVectorizer()
     X = vectorizer.fit_transform(df[["PU_DO", "trip_distance"]].to_dict("records"))
     return vectorizer, X, df["duration"].to_numpy()

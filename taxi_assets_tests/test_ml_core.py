@@ -11,17 +11,12 @@ from sklearn.feature_extraction import DictVectorizer
 
 from taxi_assets.ml import cleaning, dataset, schema, vectorize
 from taxi_assets.ml.features import InvalidRequestError, records_to_features
-
-
-def load_cleaned(shared_data, month: str) -> pd.DataFrame:
-    path = shared_data / f"green_tripdata_{month}.parquet"
-    table = pq.read_table(path, columns=schema.source_columns("green", cleaning.CLEAN_INPUT_COLUMNS))
-    return cleaning.clean_trips(schema.normalize_table(table, "green", path.name)[0].to_pandas())[0]
+from taxi_assets_tests.helpers import cleaned_month
 
 
 @pytest.fixture(scope="module")
-def reference_window(shared_data) -> pd.DataFrame:
-    return pd.concat([load_cleaned(shared_data, "2024-01"), load_cleaned(shared_data, "2024-02")], ignore_index=True)
+def reference_window() -> pd.DataFrame:
+    return pd.concat([cleaned_month("2024-01"), cleaned_month("2024-02")], ignore_index=True)
 
 
 def drifted_month(shared_data) -> pa.Table:
@@ -127,7 +122,7 @@ def test_clean_matches_the_course_on_real_data(shared_data):
     raw = pd.read_parquet(shared_data / "green_tripdata_2024-01.parquet")
     duration = (raw.lpep_dropoff_datetime - raw.lpep_pickup_datetime).apply(lambda td: td.total_seconds() / 60)
     expected = raw[(duration >= 1) & (duration <= 60)]
-    ours = load_cleaned(shared_data, "2024-01")
+    ours = cleaned_month("2024-01")
     assert len(ours) == len(expected) == 54_373
     np.testing.assert_allclose(ours["duration"].to_numpy(), duration[expected.index].to_numpy())
     expected_pu_do = (expected.PULocationID.astype(str) + "_" + expected.DOLocationID.astype(str)).tolist()

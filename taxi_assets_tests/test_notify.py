@@ -6,12 +6,8 @@ import email
 import email.policy
 import json
 import logging
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from taxi_assets.io.notify import (
     Alert,
@@ -22,6 +18,7 @@ from taxi_assets.io.notify import (
     send_email,
     slack_payload,
 )
+from taxi_assets_tests.helpers import WebhookServer, closed_port, parse_envelope, serving, smtp_serving
 
 SECRET_PATH = "/services/T000/B000/very-secret-token"
 
@@ -41,94 +38,22 @@ def alert() -> Alert:
 # ------------------------------------------------------------------------- servers
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-class _EphemeralController(Controller):
-    """aiosmtpd Controller on port 0: learn the real port before the readiness probe."""
-
-    def _trigger_server(self):
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
 @pytest.fixture
 def smtp_server():
-    inbox = _Inbox()
-    controller = _EphemeralController(inbox, hostname="127.0.0.1", port=0)
-    controller.start()
-    try:
-        yield controller, inbox
-    finally:
-        controller.stop()
-
-
-class _WebhookServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, status: int) -> None:
-        super().__init__(("127.0.0.1", 0), _WebhookHandler)
-        self.status = status
-        self.requests: list[tuple[str, str, bytes]] = []
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _WebhookHandler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server naming
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append((self.path, self.headers.get("Content-Type"), body))
-        reply = b"ok" if self.server.status < 300 else b"invalid_token"
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format, *args):  # keep pytest output clean
-        pass
-
-
-def _start_http(status: int) -> tuple[_WebhookServer, threading.Thread]:
-    server = _WebhookServer(status)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
+    with smtp_serving() as server:
+        yield server
 
 
 @pytest.fixture
 def webhook_server():
-    server, thread = _start_http(200)
-    try:
+    with serving(WebhookServer(200)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
 def failing_webhook_server():
-    server, thread = _start_http(500)
-    try:
+    with serving(WebhookServer(500)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _email_cfg(port: int) -> dict:
@@ -139,10 +64,6 @@ def _email_cfg(port: int) -> dict:
         "recipients": ["oncall@taxi.local", "ml@taxi.local"],
         "timeout": 5,
     }
-
-
-def _parse(envelope) -> email.message.EmailMessage:
-    return email.message_from_bytes(envelope.original_content, policy=email.policy.default)
 
 
 def _assert_alert_in_text(text: str, alert: Alert) -> None:
@@ -201,18 +122,18 @@ def test_slack_payload_respects_block_limits_and_escapes(alert):
 
 
 def test_notify_all_sends_email_and_webhook(alert, smtp_server, webhook_server, caplog):
-    controller, inbox = smtp_server
+    smtp_port, inbox = smtp_server
     url = webhook_server.base_url + SECRET_PATH
     log = logging.getLogger("test_notify")
     with caplog.at_level(logging.INFO, logger="test_notify"):
-        statuses = notify_all(alert, _email_cfg(controller.port), url, log)
+        statuses = notify_all(alert, _email_cfg(smtp_port), url, log)
     assert statuses == {"email": "sent", "webhook": "sent"}
 
     assert len(inbox.envelopes) == 1
     envelope = inbox.envelopes[0]
     assert envelope.mail_from == "dagster@taxi.local"
     assert envelope.rcpt_tos == ["oncall@taxi.local", "ml@taxi.local"]
-    received = _parse(envelope)
+    received = parse_envelope(envelope)
     assert received["Subject"] == (
         "[taxi-assets ERROR] Asset materialization failed - cleaned_trips / 2024-01"
     )
@@ -234,7 +155,7 @@ def test_notify_all_sends_email_and_webhook(alert, smtp_server, webhook_server, 
 def test_down_email_channel_fails_but_webhook_still_sends(alert, webhook_server, caplog):
     log = logging.getLogger("test_notify")
     with caplog.at_level(logging.INFO, logger="test_notify"):
-        statuses = notify_all(alert, _email_cfg(_closed_port()), webhook_server.base_url + "/hook", log)
+        statuses = notify_all(alert, _email_cfg(closed_port()), webhook_server.base_url + "/hook", log)
     assert statuses["email"].startswith("failed: ConnectionRefusedError: ")
     assert statuses["webhook"] == "sent"
     assert len(webhook_server.requests) == 1
@@ -242,9 +163,9 @@ def test_down_email_channel_fails_but_webhook_still_sends(alert, webhook_server,
 
 
 def test_down_webhook_fails_but_email_still_sends(alert, smtp_server):
-    controller, inbox = smtp_server
-    url = f"http://127.0.0.1:{_closed_port()}{SECRET_PATH}"
-    statuses = notify_all(alert, _email_cfg(controller.port), url, logging.getLogger("test_notify"))
+    smtp_port, inbox = smtp_server
+    url = f"http://127.0.0.1:{closed_port()}{SECRET_PATH}"
+    statuses = notify_all(alert, _email_cfg(smtp_port), url, logging.getLogger("test_notify"))
     assert statuses["email"] == "sent"
     assert len(inbox.envelopes) == 1
     assert statuses["webhook"].startswith("failed: NotificationError: webhook http://127.0.0.1:")
@@ -288,16 +209,16 @@ def test_bad_email_config_is_a_failure_not_a_crash(alert):
 
 
 def test_send_email_directly(alert, smtp_server):
-    controller, inbox = smtp_server
+    smtp_port, inbox = smtp_server
     send_email(
         alert,
         host="127.0.0.1",
-        port=controller.port,
+        port=smtp_port,
         sender="dagster@taxi.local",
         recipients="oncall@taxi.local",
         timeout=5,
     )
     assert [e.rcpt_tos for e in inbox.envelopes] == [["oncall@taxi.local"]]
-    assert _parse(inbox.envelopes[0])["To"] == "oncall@taxi.local"
+    assert parse_envelope(inbox.envelopes[0])["To"] == "oncall@taxi.local"
     with pytest.raises(ValueError, match="send_email: no recipients configured"):
-        send_email(alert, host="127.0.0.1", port=controller.port, sender="a@x", recipients=" , ")
+        send_email(alert, host="127.0.0.1", port=smtp_port, sender="a@x", recipients=" , ")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,36 +23,19 @@ from taxi_assets.ml.profile import (
     profile_frame,
     profile_markdown,
 )
+from taxi_assets_tests.helpers import cleaned_month, data_dir
 
-DATA_DIR = Path(
-    os.environ.get(
-        "TAXI_DATA_SOURCE",
-        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc-tlc",
-    )
-)
 EXPECTED_PIXELS = (280, 480)  # 6 x 3.5 in at 80 dpi -> (height, width)
-
-
-def _clean(raw: pd.DataFrame) -> pd.DataFrame:
-    df = raw.copy()
-    df["duration"] = (
-        df["lpep_dropoff_datetime"] - df["lpep_pickup_datetime"]
-    ).dt.total_seconds() / 60
-    df = df[(df["duration"] >= 1) & (df["duration"] <= 60)].copy()
-    df["PU_DO"] = df["PULocationID"].astype(str) + "_" + df["DOLocationID"].astype(str)
-    df = df.rename(columns={"lpep_pickup_datetime": "pickup_datetime"})
-    columns = ["pickup_datetime", "PULocationID", "DOLocationID", "PU_DO", "trip_distance", "duration"]
-    return df[columns].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
 def raw() -> pd.DataFrame:
-    return pd.read_parquet(DATA_DIR / "green_tripdata_2024-01.parquet")
+    return pd.read_parquet(data_dir() / "green_tripdata_2024-01.parquet")
 
 
 @pytest.fixture(scope="module")
-def cleaned(raw) -> pd.DataFrame:
-    return _clean(raw)
+def cleaned() -> pd.DataFrame:
+    return cleaned_month("2024-01")
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +109,7 @@ def test_profile_of_cleaned_frame(cleaned):
     duration = _row(profile, "duration")
     assert duration["min"] == 1.0 and duration["max"] == 60.0
     route = _row(profile, "PU_DO")
-    assert route["dtype"] == "object"
+    assert route["dtype"] == "category"  # the pipeline's PU_DO is a categorical of strings
     assert route["unique"] == cleaned["PU_DO"].nunique()
     assert route["mean"] is None
 

@@ -1,0 +1,157 @@
+"""Plain helpers shared by the test modules: the real data folder, cleaned months built by the
+pipeline's own functions, and the small local servers (SMTP inbox, JSON webhook) the alert
+tests deliver to. One copy here so every test exercises the same data and the same servers."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import functools
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from aiosmtpd.controller import Controller
+
+from taxi_assets.ml import cleaning, schema
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """The shared TLC folder, resolved as ``conftest.SHARED_DATA`` is: ``TAXI_DATA_SOURCE``
+    (which conftest sets to that folder) or ``../shared/data/nyc-tlc`` from the repo root."""
+    return Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
+
+
+@functools.lru_cache(maxsize=None)
+def _cleaned_month_cached(month: str) -> pd.DataFrame:
+    path = data_dir() / f"green_tripdata_{month}.parquet"
+    table = pq.read_table(path, columns=schema.source_columns("green", cleaning.CLEAN_INPUT_COLUMNS))
+    normalized, _ = schema.normalize_table(table, "green", path.name)
+    cleaned, _ = cleaning.clean_trips(normalized.to_pandas())
+    return cleaned
+
+
+def cleaned_month(month: str) -> pd.DataFrame:
+    """Green ``month`` cleaned exactly as the ``cleaned_trips`` asset cleans it
+    (``cleaning.CLEANED_COLUMNS``; ``PU_DO`` is a categorical of ``"PU_DO"`` strings).
+
+    Read and cleaned once per test process; each call returns a deep copy, so a test that
+    edits its frame cannot change what the next test sees.
+    """
+    return _cleaned_month_cached(month).copy(deep=True)
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then released), to test refused connections."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------------- webhook
+
+
+class WebhookServer(ThreadingHTTPServer):
+    """A local HTTP endpoint standing in for a Slack-style webhook on an ephemeral port.
+
+    Records every POST as ``(path, content type, body)`` and answers ``status``: ``ok`` for
+    2xx, ``invalid_token`` otherwise (the body Slack sends for a revoked webhook).
+    """
+
+    daemon_threads = True
+
+    def __init__(self, status: int = 200) -> None:
+        super().__init__(("127.0.0.1", 0), _WebhookHandler)
+        self.status = status
+        self.requests: list[tuple[str, str | None, bytes]] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def payloads(self) -> list[dict]:
+        """The JSON bodies received, in order (a non-JSON body fails the test here)."""
+        return [json.loads(body) for _, _, body in self.requests]
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    server: WebhookServer
+
+    def do_POST(self):  # noqa: N802 - http.server naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append((self.path, self.headers.get("Content-Type"), body))
+        reply = b"ok" if self.server.status < 300 else b"invalid_token"
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format, *args):  # keep pytest output clean
+        pass
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """Serve ``server`` from a background thread for the ``with`` block, then shut it down
+    and close its socket, so no test leaves a listener behind."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------------------- SMTP
+
+
+class SmtpInbox:
+    """aiosmtpd handler that keeps every accepted envelope."""
+
+    def __init__(self) -> None:
+        self.envelopes = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd naming
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    def messages(self) -> list[email.message.EmailMessage]:
+        """The received mails, parsed."""
+        return [parse_envelope(e) for e in self.envelopes]
+
+
+def parse_envelope(envelope) -> email.message.EmailMessage:
+    return email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+
+
+class _EphemeralController(Controller):
+    """aiosmtpd Controller on port 0: learn the real port before the readiness probe."""
+
+    def _trigger_server(self):
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@contextmanager
+def smtp_serving() -> Iterator[tuple[int, SmtpInbox]]:
+    """A real SMTP server on 127.0.0.1 (ephemeral port) for the ``with`` block: yields
+    ``(port, inbox)`` and stops the server afterwards."""
+    inbox = SmtpInbox()
+    controller = _EphemeralController(inbox, hostname="127.0.0.1", port=0)
+    controller.start()
+    try:
+        yield controller.port, inbox
+    finally:
+        controller.stop()

@@ -15,18 +15,17 @@ scoped: training and logging cost a few seconds and the store is only read after
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.assets.serving import CHAMPION_ALIAS, champion_model_name, champion_uri
-from taxi_assets.ml import cleaning, schema, vectorize
+from taxi_assets.ml import vectorize
 from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
 from taxi_assets.ml.predictor import TripDurationPredictor
+from taxi_assets_tests.helpers import cleaned_month, data_dir  # noqa: F401 (data_dir: re-exported for tests)
 
 SAMPLE_MONTH = "2024-01"
 SAMPLE_ROWS = 20_000
@@ -39,14 +38,6 @@ EXAMPLE_RECORDS = [
     {"PULocationID": 166, "DOLocationID": 166, "trip_distance": 0.0},
     {"PULocationID": 1, "DOLocationID": 265, "trip_distance": 12.5},
 ]
-
-
-def data_dir() -> Path:
-    """The shared TLC folder (``../shared/data/nyc-tlc`` from the repo, or ``TAXI_DATA_SOURCE``)."""
-    override = os.environ.get("TAXI_DATA_SOURCE", "")
-    if override and "://" not in override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc-tlc"
 
 
 @dataclass(frozen=True)
@@ -64,10 +55,7 @@ class Champion:
 
 def sample_rides(month: str = SAMPLE_MONTH, rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> pd.DataFrame:
     """``rows`` cleaned rides of the real ``month``, drawn with a fixed seed."""
-    path = data_dir() / f"green_tripdata_{month}.parquet"
-    table = pq.read_table(path, columns=schema.source_columns("green", cleaning.CLEAN_INPUT_COLUMNS))
-    cleaned = cleaning.clean_trips(schema.normalize_table(table, "green", path.name)[0].to_pandas())[0]
-    return cleaned.sample(n=rows, random_state=seed).reset_index(drop=True)
+    return cleaned_month(month).sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
 def train_predictor(rides: pd.DataFrame) -> TripDurationPredictor:

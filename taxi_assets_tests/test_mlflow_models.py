@@ -4,13 +4,7 @@ lifecycle, and the model assets built by the factory (each test on its own sqlit
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -29,11 +23,11 @@ from taxi_assets.ml.tuning import tune
 from taxi_assets.partitions import monthly_partitions
 from taxi_assets.resources.io_manager import TaxiIOManager
 from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY, build_mlflow_resource, ensure_experiment
+from taxi_assets.serving.online import ScoringServer
 from taxi_assets.serving.pyfunc import log_predictor, registered_model_name
 from taxi_assets.settings import SETTINGS
 from taxi_assets_tests.model_fixtures import reference, reference_training_set  # noqa: F401 (fixtures)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORDS = pd.DataFrame(
     {"PULocationID": [74, 75, 166, 1], "DOLocationID": [75, 42, 166, 265], "trip_distance": [1.2, 3.0, 0.0, 12.5]}
 )
@@ -143,12 +137,6 @@ def test_log_predictor_needs_an_active_run(predictors):
         log_predictor(predictors["linear_regression"], "model", RECORDS, None)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _post(url: str, payload: dict) -> tuple[int, dict]:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
@@ -167,27 +155,8 @@ def test_registered_model_is_served_by_mlflow_models_serve(store, predictors, tm
     registered = registered_model_name("green", "xgboost")
     with mlflow.start_run(experiment_id=experiment_id):
         log_predictor(predictor, "model", RECORDS, registered_model_name=registered)
-    port = _free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=store.uri, PYTHONPATH=str(REPO_ROOT))
-    log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{registered}/1",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping within 90 s"
-            time.sleep(0.3)
-        url = f"http://127.0.0.1:{port}/invocations"
+    with ScoringServer(f"models:/{registered}/1", store.uri, tmp_path / "serve.log", workers=1, ready_timeout=90) as server:
+        url = f"{server.url}/invocations"
         status, body = _post(url, {"dataframe_records": RECORDS.to_dict(orient="records")})
         assert status == 200
         np.testing.assert_allclose(body["predictions"], predictor.predict(RECORDS), rtol=1e-6)
@@ -200,14 +169,6 @@ def test_registered_model_is_served_by_mlflow_models_serve(store, predictors, tm
         assert status == 400
         assert body["error_code"] == "INVALID_PARAMETER_VALUE"
         assert body["message"].endswith("Error: field 'trip_distance' must not be negative, got -1.0 in record 0")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def test_model_asset_logs_nested_runs_registers_and_ends_every_run(store, reference_training_set, tmp_path):  # noqa: F811

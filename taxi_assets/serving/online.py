@@ -270,6 +270,10 @@ def serve_env(tracking_uri: str, base: Mapping[str, str] | None = None) -> dict[
     """The server's environment: ``base`` (default ``os.environ``) with the tracking store set."""
     env = dict(os.environ if base is None else base)
     env["MLFLOW_TRACKING_URI"] = tracking_uri
+    # `mlflow models serve` execs `uvicorn` by name: put this interpreter's scripts first on
+    # PATH, so it works from a venv that was never activated (make test, CI, cron).
+    scripts = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([scripts, env.get("PATH", "")]) if env.get("PATH") else scripts
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env
 

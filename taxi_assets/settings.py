@@ -33,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from taxi_assets.io.download import TLC_BASE_URL
+from taxi_assets.io.env import env_number
 from taxi_assets.ml.schema import check_taxi_type
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,25 +63,11 @@ class Settings:
 
 
 def _positive_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
+    return env_number(name, default, int, minimum=1)
 
 
 def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
-    return value
+    return env_number(name, default, float, minimum=0)
 
 
 def load_settings() -> Settings:

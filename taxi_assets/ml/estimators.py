@@ -60,14 +60,10 @@ def available_threads() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    raw = os.environ.get("TAXI_MAX_THREADS", "").strip()
-    if raw:
-        try:
-            cap = int(raw)
-        except ValueError:
-            raise ValueError(f"TAXI_MAX_THREADS must be a whole number of threads, got {raw!r}") from None
-        if cap < 1:
-            raise ValueError(f"TAXI_MAX_THREADS must be at least 1, got {cap}")
+    from taxi_assets.io.env import env_number
+
+    cap = env_number("TAXI_MAX_THREADS", None, int, minimum=1, unit=" of threads")
+    if cap is not None:
         cpus = min(cpus, cap)
     return max(1, cpus)
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import dagster as dg
 
+from taxi_assets.io.env import env_number
+
 from taxi_assets.io.notify import Alert, notify_all
 from taxi_assets.settings import SETTINGS
 
@@ -124,13 +126,8 @@ def notifier_from_env() -> AlertNotifier:
     }
     if os.environ.get("SMTP_EMAIL") and os.environ.get("SMTP_PASSWORD"):
         fields["smtp_user"] = dg.EnvVar("SMTP_EMAIL")
-    port = 587
+    port = env_number("SMTP_PORT", 587, int, minimum=1)
     if os.environ.get("SMTP_PORT"):
-        raw = os.environ["SMTP_PORT"]
-        try:
-            port = int(raw)
-        except ValueError:
-            raise ValueError(f"SMTP_PORT must be a whole number, got {raw!r}") from None
         fields["smtp_port"] = dg.EnvVar.int("SMTP_PORT")
     fields["smtp_use_tls"] = _env_bool("SMTP_USE_TLS", default=port != 25)
     return AlertNotifier(**fields)

@@ -17,6 +17,8 @@
 # The MLflow URI names the psycopg2 driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3,
 # which this project does not install.
 set -euo pipefail
+# runuser, pg_ctl helpers and apt live in sbin folders that a minimal PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 DIR="${1:-${TAXI_PG_DIR:-/tmp/taxi-postgres}}"
 PORT="${2:-${TAXI_PG_PORT:-5433}}"

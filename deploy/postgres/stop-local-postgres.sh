@@ -6,6 +6,8 @@
 #   --purge  also delete DIR (all Dagster and MLflow metadata in it)
 # Stopping a cluster that is not running is not an error.
 set -euo pipefail
+# runuser, pg_ctl helpers and apt live in sbin folders that a minimal PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 PURGE=0
 ARGS=()

@@ -38,7 +38,16 @@ uvicorn 0.54 with uvloop/httptools; three runs, the spread is the machine's)::
     vectorize.transform 0.1-0.17, LinearRegression.predict 0.2-0.36, predictor.predict 2.4-3.6,
     + MLflow schema enforcement = pyfunc predict 3.2-4.4, + JSON in/out = invocations() 4.0-4.9
 
-Verdict: the default server misses the 5 ms p50 target here (about 8 ms). It is CPU-bound,
+After request validation went column-wise (``features._as_float``), on a quiet machine
+(load average 0.03 at start), same champion::
+
+    workers | p50 ms | p90 ms | p99 ms | server CPU ms/req | 1,000-record batches
+    1       | 6.05   | 7.58   | 21.2   | 5.58              | 15.8 ms/batch, 63k records/s
+    2       | 6.03   | 7.00   | 16.9   | 5.72              | 17.4 ms/batch, 58k records/s
+    GET /ping 2.0-2.2 ms; in process: records_to_features 0.39, vectorize.transform 0.23,
+    estimator 0.29, predictor.predict 1.24, pyfunc predict 1.88, invocations() 2.88
+
+Verdict (first measurement, before that change): the default server misses the 5 ms p50 target here (about 8 ms). It is CPU-bound,
 not waiting: the server spends about as much CPU per request as the request takes. Roughly
 3 ms are the HTTP stack (uvicorn, Starlette/FastAPI, MLflow's timeout middleware and its
 ``asyncio.to_thread`` hop), 1.5 ms MLflow's JSON parsing and schema enforcement, and 2.5-3.5

@@ -241,34 +241,25 @@ def _linear_svr_course_space(random_state: int) -> dict[str, Any]:
     }
 
 
-def _extra_trees_space(random_state: int) -> dict[str, Any]:
-    return {
-        "max_depth": _int("max_depth", 5, 30, 5),
-        "min_samples_leaf": _int("min_samples_leaf", 1, 10),
-        "min_samples_split": _int("min_samples_split", 2, 20, 2),
-        "n_estimators": _int("n_estimators", 10, 40, 10),
-        "random_state": random_state,
-    }
+def _forest_space(max_depth: int, n_estimators: int, split_step: int = 1):
+    """A tree-ensemble space: depth 5..``max_depth`` by 5, leaves 1-10, splits 2-20 by
+    ``split_step``, 10..``n_estimators`` trees by 10 (the course's ranges, capped)."""
+
+    def space(random_state: int) -> dict[str, Any]:
+        return {
+            "max_depth": _int("max_depth", 5, max_depth, 5),
+            "min_samples_leaf": _int("min_samples_leaf", 1, 10),
+            "min_samples_split": _int("min_samples_split", 2, 20, split_step),
+            "n_estimators": _int("n_estimators", 10, n_estimators, 10),
+            "random_state": random_state,
+        }
+
+    return space
 
 
-def _random_forest_space(random_state: int) -> dict[str, Any]:
-    return {
-        "max_depth": _int("max_depth", 5, 25, 5),
-        "min_samples_leaf": _int("min_samples_leaf", 1, 10),
-        "min_samples_split": _int("min_samples_split", 2, 20),
-        "n_estimators": _int("n_estimators", 10, 30, 10),
-        "random_state": random_state,
-    }
-
-
-def _random_forest_course_space(random_state: int) -> dict[str, Any]:
-    return {
-        "max_depth": _int("max_depth", 5, 45, 5),
-        "min_samples_leaf": _int("min_samples_leaf", 1, 10),
-        "min_samples_split": _int("min_samples_split", 2, 20),
-        "n_estimators": _int("n_estimators", 10, 60, 10),
-        "random_state": random_state,
-    }
+_extra_trees_space = _forest_space(max_depth=30, n_estimators=40, split_step=2)
+_random_forest_space = _forest_space(max_depth=25, n_estimators=30)
+_random_forest_course_space = _forest_space(max_depth=45, n_estimators=60)
 
 
 def _gradient_boosting_space(random_state: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.ml.dataset import load_training_set
+from taxi_assets.ml.estimators import ESTIMATORS
 from taxi_assets.ml.schema import NORMALIZED_SCHEMAS
 
 MONTHS = ("2024-01", "2024-02")
@@ -55,8 +56,8 @@ def yellow_month_from_green(green_file: Path, out: Path, rides: int, seed: int) 
 @pytest.fixture(scope="module")
 def yellow_deployment(tmp_path_factory, shared_data):
     """Source folder, data root and DAGSTER_HOME of a yellow deployment, after materializing
-    raw_trips + cleaned_trips for both months, training_set[2024-02] and one quick model
-    (linear_regression[2024-02], one trial) through the CLI."""
+    raw_trips + cleaned_trips for 2024-01 and the whole graph for 2024-02 (every model with one
+    hyperopt trial) through the CLI."""
     root = tmp_path_factory.mktemp("yellow")
     source, data_root, home = root / "source", root / "data", root / "dagster_home"
     for folder in (source, data_root, home):
@@ -78,12 +79,14 @@ def yellow_deployment(tmp_path_factory, shared_data):
     )
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_LOCATION", "TAXI_TRAIN_MONTHS", "TAXI_START_MONTH"):
         env.pop(key, None)
-    quick_model = json.dumps({"ops": {MODEL: {"config": {"max_evaluations": 1}}}})
-    # Two CLI runs (each pays the code location's load): January's month, then February's month
-    # with its training set and the model, all in one run.
+    quick = {name: {"config": {"max_evaluations": 1}} for name in ESTIMATORS}
+    quick["xgboost"] = {"config": {"max_evaluations": 1, "num_boost_round": 50, "max_depth": 6}}
+    # Two CLI runs (each pays the code location's load): January's month, then the whole graph
+    # for February (its month, training set, seven models, leaderboard, drift, champion and
+    # predictions) in one run.
     steps = [
         ("raw_trips,cleaned_trips", "2024-01", ()),
-        (f"raw_trips,cleaned_trips,training_set,{MODEL}", "2024-02", ("--config-json", quick_model)),
+        ("*", "2024-02", ("--config-json", json.dumps({"ops": quick}))),
     ]
     for selection, partition, extra in steps:
         done = subprocess.run(
@@ -109,14 +112,19 @@ def test_outputs_land_under_the_yellow_root(yellow_deployment):
     stored = sorted(str(p.relative_to(data_root)) for p in (data_root / "yellow").rglob("*") if p.is_file())
     reports = [p for p in stored if p.startswith("yellow/reports/")]  # charts of the cleaned months
     assert reports and all(p.endswith(".png") for p in reports)
-    assert [p for p in stored if p not in reports] == [
+    expected = [
+        "yellow/champion_model/2024-02.pkl",
         "yellow/cleaned_trips/2024-01.parquet",
         "yellow/cleaned_trips/2024-02.parquet",
-        f"yellow/{MODEL}/2024-02.pkl",
+        "yellow/data_drift/2024-02.pkl",
+        *[f"yellow/{name}/2024-02.pkl" for name in ESTIMATORS],
+        "yellow/model_leaderboard/2024-02.parquet",
         "yellow/raw_trips/2024-01.parquet",
         "yellow/raw_trips/2024-02.parquet",
         "yellow/training_set/2024-02.npz",
+        "yellow/trip_duration_predictions/2024-02.parquet",
     ]
+    assert [p for p in stored if p not in reports] == sorted(expected)
     # The only other output is the MLflow store; nothing of a green deployment appears.
     assert sorted(p.name for p in data_root.iterdir()) == ["mlflow", "yellow"]
     assert not (data_root / "green").exists()
@@ -185,3 +193,25 @@ def test_quick_model_closes_the_graph_on_yellow(yellow_deployment):
     assert np.allclose(by_records, predictor.predict_features(predictor.features(records)))
     validation_rmse = float(np.sqrt(np.mean((predictor.predict_features(ts.X_val) - ts.y_val) ** 2)))
     assert validation_rmse == pytest.approx(meta["rmse"], rel=1e-9)
+
+
+def test_whole_graph_runs_on_yellow(yellow_deployment):
+    data_root, home = yellow_deployment["data_root"], yellow_deployment["home"]
+    expected = {"raw_trips", "cleaned_trips", "training_set", *ESTIMATORS, "model_leaderboard", "data_drift",
+                "champion_model", "trip_duration_predictions"}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        materialized = {
+            key.to_user_string()
+            for key in instance.get_asset_keys()
+            if "2024-02" in instance.get_materialized_partitions(key)
+        }
+    assert materialized == expected
+    board = pd.read_parquet(data_root / "yellow" / "model_leaderboard" / "2024-02.parquet")
+    assert sorted(board["model"]) == sorted(ESTIMATORS) and list(board["rmse"]) == sorted(board["rmse"])
+    champion = _metadata(home, "champion_model", "2024-02")
+    assert champion["champion_uri"] == "models:/taxi-trip-duration-yellow@champion"
+    assert champion["promoted"] is True and champion["champion"] in ESTIMATORS
+    predictions = pd.read_parquet(data_root / "yellow" / "trip_duration_predictions" / "2024-02.parquet")
+    cleaned = pd.read_parquet(data_root / "yellow" / "cleaned_trips" / "2024-02.parquet")
+    assert len(predictions) == len(cleaned) and predictions["predicted_duration"].notna().all()
+    assert _metadata(home, "trip_duration_predictions", "2024-02")["model"] == champion["champion"]

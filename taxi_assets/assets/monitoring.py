@@ -125,10 +125,10 @@ def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: 
     return {k: getattr(v, "value", getattr(v, "text", v)) for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def leaderboard_frame(models: dict, ts, recorded: dict[str, dict]) -> pd.DataFrame:
+def leaderboard_frame(predictions: dict[str, np.ndarray], ts, recorded: dict[str, dict]) -> pd.DataFrame:
     """Every model's validation metrics side by side, best RMSE first.
 
-    Metrics are recomputed from the stored predictors on the stored validation matrix, so the
+    ``predictions`` are each stored predictor's minutes on the stored validation matrix, so the
     table is the truth even if metadata was lost; tuning facts (seconds, trials, parameters,
     MLflow ids) come from each model's latest materialization.
     """
@@ -136,8 +136,8 @@ def leaderboard_frame(models: dict, ts, recorded: dict[str, dict]) -> pd.DataFra
 
     baseline = baseline_rmse(ts.y_train, ts.y_val)
     rows = []
-    for name, predictor in models.items():
-        metrics = regression_metrics(ts.y_val, predictor.predict_features(ts.X_val))
+    for name, predicted in predictions.items():
+        metrics = regression_metrics(ts.y_val, predicted)
         meta = recorded.get(name, {})
         rows.append(
             {
@@ -188,9 +188,11 @@ def model_leaderboard_factory(model_names: list[str]) -> dg.AssetsDefinition:
 
         month = context.partition_key
         recorded = {name: _latest_metadata(context.instance, dg.AssetKey(name), month) for name in models}
-        board = leaderboard_frame(models, training_set, recorded)
+        # Each model scores the validation month once: the table and the residuals share it.
+        predictions = {name: p.predict_features(training_set.X_val) for name, p in models.items()}
+        board = leaderboard_frame(predictions, training_set, recorded)
         best = board.iloc[0]
-        best_predictions = models[best["model"]].predict_features(training_set.X_val)
+        best_predictions = predictions[best["model"]]
         rmse_png = charts.bar_png(list(board["model"]), list(board["rmse"]), f"Validation RMSE, {month}", "minutes")
         residuals_png = charts.scatter_png(
             training_set.y_val, best_predictions, f"{best['model']}: predicted vs actual, {month}"

@@ -195,6 +195,10 @@ def test_predictor_survives_joblib(tuned, tmp_path):
             [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": -2.0}],
             "field 'trip_distance' must not be negative, got -2.0 in record 0",
         ),
+        (
+            [REQUEST[0], {"PULocationID": 74.5, "DOLocationID": 75, "trip_distance": 1.0}],
+            "field 'PULocationID' must be a TLC zone id between 1 and 265, got 74.5 in record 1",
+        ),
     ],
 )
 def test_bad_records_raise_invalid_request_error(tuned, records, message):
@@ -235,3 +239,28 @@ def test_available_threads_respects_affinity_and_the_cap(monkeypatch):
     monkeypatch.setenv("TAXI_MAX_THREADS", "two")
     with pytest.raises(ValueError, match=r"^TAXI_MAX_THREADS must be a whole number of threads, got 'two'$"):
         available_threads()
+
+
+def test_small_inputs_use_a_single_threaded_view_of_a_threaded_forest(tuned, reference, tmp_path):
+    """A forest trained on several threads predicts a few records on one thread (joblib's
+    threads cost more than the trees), with the same minutes, without touching the fitted
+    estimator and without pickling the view."""
+    import copy
+
+    from taxi_assets.ml.predictor import SMALL_INPUT_ROWS
+
+    trained = tuned["random_forest"].predictor
+    threaded = copy.copy(trained.estimator)
+    threaded.n_jobs = 2
+    predictor = TripDurationPredictor(trained.vectorizer, threaded, "random_forest")
+    rides = reference.validation_rides[["PULocationID", "DOLocationID", "trip_distance"]].iloc[:50]
+    one_by_one = np.concatenate([predictor.predict(rides.iloc[i : i + 1]) for i in range(len(rides))])
+    np.testing.assert_allclose(one_by_one, trained.predict(rides), rtol=1e-12, atol=0)
+    view = predictor._estimator_for(1)
+    assert view is not threaded and view.n_jobs == 1 and view.estimators_ is threaded.estimators_
+    assert threaded.n_jobs == 2 and predictor._estimator_for(SMALL_INPUT_ROWS) is threaded
+    path = tmp_path / "forest.joblib"
+    joblib.dump(predictor, path)
+    loaded = joblib.load(path)
+    assert "_single_threaded" not in vars(loaded) and loaded.estimator.n_jobs == 2
+    np.testing.assert_array_equal(loaded.predict(rides.iloc[:3]), predictor.predict(rides.iloc[:3]))

@@ -40,15 +40,22 @@ def duration_minutes(pickup: pd.Series, dropoff: pd.Series) -> np.ndarray:
     return minutes
 
 
-def pu_do(pickup_ids: pd.Series | np.ndarray, dropoff_ids: pd.Series | np.ndarray) -> pd.Categorical:
-    """``"{PULocationID}_{DOLocationID}"`` as a categorical, formatting each distinct pair once."""
+def pu_do_codes(pickup_ids: pd.Series | np.ndarray, dropoff_ids: pd.Series | np.ndarray) -> tuple[list[str], np.ndarray]:
+    """``(labels, codes)`` of the ``"{PULocationID}_{DOLocationID}"`` pairs: each distinct pair
+    is formatted once, ``codes`` (int32) index ``labels`` per ride."""
     pu = np.asarray(pickup_ids, dtype=np.int64)
     do = np.asarray(dropoff_ids, dtype=np.int64)
     # Location ids are small non-negative ints; pack the pair into one int64 key.
     keys = pu * 1_000_000 + do
     uniques, codes = np.unique(keys, return_inverse=True)
     labels = [f"{k // 1_000_000}_{k % 1_000_000}" for k in uniques.tolist()]
-    return pd.Categorical.from_codes(codes.astype(np.int32), categories=pd.Index(labels, dtype=object))
+    return labels, codes.astype(np.int32).reshape(-1)
+
+
+def pu_do(pickup_ids: pd.Series | np.ndarray, dropoff_ids: pd.Series | np.ndarray) -> pd.Categorical:
+    """``"{PULocationID}_{DOLocationID}"`` as a categorical (see :func:`pu_do_codes`)."""
+    labels, codes = pu_do_codes(pickup_ids, dropoff_ids)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
 
 
 def clean_trips(

@@ -16,6 +16,7 @@ are one feature each. Categories unseen at fit time are ignored at transform tim
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,24 +77,40 @@ def transform(
     numerical: list[str] | None = None,
 ) -> sp.csr_matrix:
     """``dv.transform(frame.to_dict("records"))``, computed per column."""
-    import scipy.sparse as sp
-
     categorical = list(categorical if categorical is not None else getattr(dv, "_categorical", CATEGORICAL_FEATURES))
     numerical = list(numerical if numerical is not None else getattr(dv, "_numerical", NUMERICAL_FEATURES))
-    vocab = dv.vocabulary_
-    n = len(frame)
-    columns: list[np.ndarray] = []
-    values: list[np.ndarray] = []
+    coded = {}
     for column in categorical:
         cat = _as_categorical(frame[column])
-        lookup = np.array([vocab.get(f"{column}={c}", -1) for c in cat.categories] + [-1], dtype=np.int64)
-        codes = np.asarray(cat.codes, dtype=np.int64)
-        columns.append(lookup[codes])  # code -1 (missing) picks the trailing -1
+        coded[column] = (cat.categories, np.asarray(cat.codes))
+    numbers = {column: frame[column].to_numpy(dtype=np.float64) for column in numerical}
+    return transform_columns(dv, len(frame), coded, numbers)
+
+
+def transform_columns(
+    dv: DictVectorizer,
+    n: int,
+    categorical: Mapping[str, tuple[Sequence[str], np.ndarray]],
+    numerical: Mapping[str, np.ndarray],
+) -> sp.csr_matrix:
+    """The matrix of :func:`transform` from columns already split into their parts.
+
+    ``categorical`` maps a column to ``(labels, codes)`` (code ``-1``: missing), ``numerical``
+    a column to its values. Callers that hold the codes anyway (the predictor, which formats
+    each distinct pickup/dropoff pair once) skip building a frame and a categorical for it.
+    """
+    import scipy.sparse as sp
+
+    vocab = dv.vocabulary_
+    columns: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for column, (labels, codes) in categorical.items():
+        lookup = np.array([vocab.get(f"{column}={c}", -1) for c in labels] + [-1], dtype=np.int64)
+        columns.append(lookup[np.asarray(codes, dtype=np.int64)])  # code -1 (missing) picks the trailing -1
         values.append(np.ones(n))
-    for column in numerical:
-        index = vocab.get(column, -1)
-        columns.append(np.full(n, index, dtype=np.int64))
-        values.append(frame[column].to_numpy(dtype=np.float64))
+    for column, column_values in numerical.items():
+        columns.append(np.full(n, vocab.get(column, -1), dtype=np.int64))
+        values.append(np.asarray(column_values, dtype=np.float64))
     if not columns:
         return sp.csr_matrix((n, len(vocab)))
     col = np.column_stack(columns)
@@ -106,11 +123,10 @@ def transform(
     np.cumsum(keep.sum(axis=1), out=indptr[1:])
     if indptr[-1] > np.iinfo(np.int32).max:
         raise ValueError("matrix has more than 2**31 stored values; split the training window")
-    matrix = sp.csr_matrix(
+    return sp.csr_matrix(
         (val[keep], col[keep].astype(np.int32), indptr.astype(np.int32)),
         shape=(n, len(vocab)),
     )
-    return matrix
 
 
 def fit_transform(

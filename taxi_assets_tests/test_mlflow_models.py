@@ -117,8 +117,11 @@ def test_log_register_and_load_predicts_like_the_predictor(store, predictors, na
     # the experiment's explicit artifact root holds the pickled predictor
     stored = list((store.root / "artifacts").rglob("predictor.joblib"))
     assert len(stored) == 1
-    inputs = [c.name for c in loaded.metadata.get_input_schema().inputs]
-    assert inputs == ["PULocationID", "DOLocationID", "trip_distance"]
+    inputs = [(c.name, repr(c.type), c.required) for c in loaded.metadata.get_input_schema().inputs]
+    assert inputs == [("PULocationID", "Any", True), ("DOLocationID", "Any", True), ("trip_distance", "Any", True)]
+    # int64 ids, whole-number float ids and integer distances all reach the model and agree
+    as_floats = RECORDS.astype({"PULocationID": "float64", "DOLocationID": "float64"}).assign(trip_distance=[1, 3, 0, 12])
+    np.testing.assert_array_equal(loaded.predict(as_floats), predictor.predict(RECORDS.assign(trip_distance=[1.0, 3.0, 0.0, 12.0])))
 
 
 def test_loaded_model_rejects_bad_records_with_the_validation_message(store, predictors):
@@ -130,6 +133,10 @@ def test_loaded_model_rejects_bad_records_with_the_validation_message(store, pre
     with pytest.raises(InvalidRequestError) as caught:
         loaded.predict(RECORDS.assign(DOLocationID=[75, 42, 999, 1]))
     assert caught.value.message == "field 'DOLocationID' must be a TLC zone id between 1 and 265, got 999 in record 2"
+    # MLflow's schema check does not get to truncate a fractional zone id into a valid one
+    with pytest.raises(InvalidRequestError) as caught:
+        loaded.predict(RECORDS.assign(PULocationID=[74.0, 75.0, 166.5, 1.0]))
+    assert caught.value.message == "field 'PULocationID' must be a TLC zone id between 1 and 265, got 166.5 in record 2"
 
 
 def test_log_predictor_needs_an_active_run(predictors):

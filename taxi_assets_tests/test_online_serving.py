@@ -82,6 +82,8 @@ def test_server_predicts_like_the_in_process_predictor(champion, server, client)
     # JSON does not distinguish 3 from 3.0: a whole-number distance scores as the float
     whole = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 3}
     assert client.predict([whole]) == pytest.approx(champion.predictor.predict(pd.DataFrame([whole])).tolist(), abs=1e-9)
+    # nor 236 from 236.0: a zone id sent as a whole-number float is that zone
+    assert client.predict([dict(GOOD, PULocationID=236.0, DOLocationID=239.0)]) == pytest.approx([expected[0]], abs=1e-9)
 
 
 GOOD = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
@@ -98,13 +100,18 @@ BAD_REQUESTS = {
     ),
     "non-numeric zone": (
         [dict(GOOD, PULocationID="abc")],
-        "BAD_REQUEST",
-        "Failed to convert column PULocationID to type 'int64'",
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'PULocationID' must be a finite number, got 'abc' in record 0",
+    ),
+    "fractional zone": (
+        [GOOD, dict(GOOD, PULocationID=236.5)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'PULocationID' must be a TLC zone id between 1 and 265, got 236.5 in record 1",
     ),
     "non-numeric distance": (
         [dict(GOOD, trip_distance="far")],
-        "BAD_REQUEST",
-        "Failed to convert column trip_distance to type 'float64'",
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'trip_distance' must be a finite number, got 'far' in record 0",
     ),
     "unknown zone": (
         [GOOD, dict(GOOD, DOLocationID=999)],
@@ -119,7 +126,7 @@ BAD_REQUESTS = {
     "null distance": (
         [dict(GOOD, trip_distance=None)],
         "INVALID_PARAMETER_VALUE",
-        "Error: field 'trip_distance' must be a finite number, got nan in record 0",
+        "Error: field 'trip_distance' must be a finite number, got None in record 0",
     ),
 }
 

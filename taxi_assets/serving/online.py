@@ -27,12 +27,15 @@ champion's). A request the model cannot score is answered ``400`` with a message
 field (and the record)::
 
     missing field      -> INVALID_PARAMETER_VALUE  "... Model is missing inputs ['trip_distance']."
-    non-numeric value  -> BAD_REQUEST  "... Failed to convert column PULocationID to type 'int64' ..."
+    non-numeric value  -> INVALID_PARAMETER_VALUE  "... Error: field 'PULocationID' must be a finite number, got 'abc' in record 0"
     negative distance  -> INVALID_PARAMETER_VALUE  "... Error: field 'trip_distance' must not be negative, got -1.0 in record 1"
     unknown zone id    -> INVALID_PARAMETER_VALUE  "... Error: field 'DOLocationID' must be a TLC zone id between 1 and 265, got 999 in record 0"
+    fractional zone id -> INVALID_PARAMETER_VALUE  "... Error: field 'PULocationID' must be a TLC zone id between 1 and 265, got 236.5 in record 0"
 
-(the first two are MLflow's check of the model signature, the others the model's own
-validation, the same as in Python and in ``taxi-assets predict``).
+(the first is MLflow's check of the model signature, the others the model's own validation,
+the same text as in Python and in ``taxi-assets predict``; the signature types the fields
+``any`` so that MLflow does not cast them first, see
+:func:`taxi_assets.serving.pyfunc.request_signature`).
 
 Without a server: ``taxi-assets predict --pu 236 --do 239 --distance 1.98`` prints the
 minutes of one ride; ``taxi-assets predict --json rides.json`` scores a file holding the same

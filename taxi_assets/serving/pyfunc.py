@@ -36,7 +36,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from taxi_assets.ml.features import REQUEST_FIELDS, InvalidRequestError
@@ -95,11 +95,7 @@ def _requirements(predictor: TripDurationPredictor) -> list[str]:
 
 
 def example_records(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
-    """A request frame with exactly the request fields: zone ids int64, distance float64.
-
-    This is what the signature declares; MLflow's schema check converts integer distances to
-    doubles and rejects fractional zone ids before ``records_to_features`` runs.
-    """
+    """A request frame with exactly the request fields: zone ids int64, distance float64."""
     if isinstance(records, dict):
         records = [records]
     frame = pd.DataFrame(records)
@@ -115,6 +111,27 @@ def example_records(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def request_signature() -> ModelSignature:
+    """The signature every logged predictor carries: three required inputs, minutes out.
+
+    The inputs are typed ``any``: the signature names the fields a request must have
+    (MLflow answers "Model is missing inputs [...]" otherwise) and the values reach
+    :func:`~taxi_assets.ml.features.validate_request` as sent, which is the one place that
+    decides what is valid, for the scoring server, ``pyfunc.load_model(...).predict``, the
+    CLI and the ``predict`` job alike. Zone ids are whole numbers 1-265 (``236`` or
+    ``236.0``), distances finite and non-negative; anything else is rejected naming the
+    field and record. Typed ``long``, MLflow cast a column before the model saw it, so zone
+    ``236.5`` was silently scored as zone 236; typed ``double``, MLflow refused int64 frames
+    in process ("Can not safely convert int64 to float64").
+    """
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), name) for name in REQUEST_FIELDS]),
+        outputs=Schema([ColSpec("double")]),
+    )
+
+
 def log_predictor(
     predictor: TripDurationPredictor,
     name: str,
@@ -125,28 +142,27 @@ def log_predictor(
     """Log ``predictor`` as a pyfunc model in the active run and register it.
 
     Returns mlflow's ``ModelInfo`` (``model_uri``, ``registered_model_version``, ...). The
-    signature is inferred from ``input_example`` and the predictor's own predictions on it,
-    so a request the model cannot score fails before anything is logged.
+    signature is :func:`request_signature`; the predictor scores ``input_example`` first, so
+    an example the model cannot score fails before anything is logged.
     """
     if mlflow.active_run() is None:
         raise RuntimeError(f"log_predictor({name!r}) needs an active MLflow run: call it inside mlflow.start_run()")
     example = example_records(input_example)
-    predictions = predictor.predict(example)
+    predictor.predict(example)
     with tempfile.TemporaryDirectory(prefix="taxi-predictor-") as tmp:
         path = Path(tmp) / PREDICTOR_FILE
         joblib.dump(predictor, path)
         code = Path(tmp) / MODEL_CODE_FILE
         code.write_text(MODEL_CODE)
         with warnings.catch_warnings():
-            # Advice that does not apply: the signature comes from the example (ids are never
-            # missing, validation rejects them), and predict() takes frames and records alike.
-            warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing values.*")
+            # Advice that does not apply: predict() takes frames and records alike, and the
+            # signature is explicit.
             warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
             return mlflow.pyfunc.log_model(
                 name=name,
                 python_model=str(code),
                 artifacts={PREDICTOR_ARTIFACT: str(path)},
-                signature=infer_signature(example, predictions),
+                signature=request_signature(),
                 input_example=example,
                 registered_model_name=registered_model_name,
                 pip_requirements=_requirements(predictor),

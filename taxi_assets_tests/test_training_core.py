@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import joblib
@@ -242,9 +243,9 @@ def test_available_threads_respects_affinity_and_the_cap(monkeypatch):
 
 
 def test_small_inputs_use_a_single_threaded_view_of_a_threaded_forest(tuned, reference, tmp_path):
-    """A forest trained on several threads predicts a few records on one thread (joblib's
-    threads cost more than the trees), with the same minutes, without touching the fitted
-    estimator and without pickling the view."""
+    """A forest trained on several threads predicts a few records on one thread, averaging its
+    trees itself: the same minutes as sklearn's own single-threaded predict (bit for bit),
+    without touching the fitted estimator and without pickling the view."""
     import copy
 
     from taxi_assets.ml.predictor import SMALL_INPUT_ROWS
@@ -255,12 +256,30 @@ def test_small_inputs_use_a_single_threaded_view_of_a_threaded_forest(tuned, ref
     predictor = TripDurationPredictor(trained.vectorizer, threaded, "random_forest")
     rides = reference.validation_rides[["PULocationID", "DOLocationID", "trip_distance"]].iloc[:50]
     one_by_one = np.concatenate([predictor.predict(rides.iloc[i : i + 1]) for i in range(len(rides))])
-    np.testing.assert_allclose(one_by_one, trained.predict(rides), rtol=1e-12, atol=0)
-    view = predictor._estimator_for(1)
+    sequential = copy.copy(threaded)
+    sequential.n_jobs = 1
+    np.testing.assert_array_equal(one_by_one, sequential.predict(predictor.features(rides)))
+    np.testing.assert_allclose(one_by_one, threaded.predict(predictor.features(rides)), rtol=1e-12, atol=0)
+    view = predictor._single_threaded()
     assert view is not threaded and view.n_jobs == 1 and view.estimators_ is threaded.estimators_
-    assert threaded.n_jobs == 2 and predictor._estimator_for(SMALL_INPUT_ROWS) is threaded
+    assert threaded.n_jobs == 2
+    # a large batch goes to the threaded estimator, through sklearn
+    big = reference.validation_rides[["PULocationID", "DOLocationID", "trip_distance"]].iloc[:SMALL_INPUT_ROWS]
+    np.testing.assert_allclose(predictor.predict(big)[:50], one_by_one, rtol=1e-12, atol=0)
     path = tmp_path / "forest.joblib"
     joblib.dump(predictor, path)
     loaded = joblib.load(path)
-    assert "_single_threaded" not in vars(loaded) and loaded.estimator.n_jobs == 2
-    np.testing.assert_array_equal(loaded.predict(rides.iloc[:3]), predictor.predict(rides.iloc[:3]))
+    assert "_single_threaded_view" not in vars(loaded) and loaded.estimator.n_jobs == 2
+    np.testing.assert_array_equal(loaded.predict(rides.iloc[:3]), one_by_one[:3])
+
+
+def test_small_inputs_use_a_single_threaded_booster_copy(tuned, reference):
+    booster = tuned["xgboost"].predictor.estimator
+    predictor = TripDurationPredictor(tuned["xgboost"].predictor.vectorizer, booster, "xgboost")
+    rides = reference.validation_rides[["PULocationID", "DOLocationID", "trip_distance"]].iloc[:20]
+    one_by_one = np.concatenate([predictor.predict(rides.iloc[i : i + 1]) for i in range(len(rides))])
+    np.testing.assert_array_equal(one_by_one, tuned["xgboost"].predictor.predict(rides))
+    view = predictor._single_threaded()
+    assert view is not booster and view.best_iteration == booster.best_iteration
+    assert json.loads(view.save_config())["learner"]["generic_param"]["nthread"] == "1"
+    assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] != "1" or available_threads() == 1

@@ -192,3 +192,25 @@ def test_env_numbers_name_the_variable(monkeypatch):
     assert env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1) == 12
     monkeypatch.delenv("TAXI_TRAIN_MONTHS")
     assert env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1) == 1
+
+
+def test_requests_come_as_records_one_record_or_columns():
+    from taxi_assets.ml.features import validate_request
+
+    ride = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
+    two = [ride, {"PULocationID": 74.0, "DOLocationID": 75, "trip_distance": 3}]
+    columns = {"PULocationID": np.array([[236], [74]]), "DOLocationID": [239, 75], "trip_distance": (1.98, 3)}
+    for request in (two, columns, pd.DataFrame(two)):
+        got = validate_request(request)
+        assert got["PULocationID"].tolist() == [236, 74] and got["PULocationID"].dtype == np.int64
+        assert got["DOLocationID"].tolist() == [239, 75] and got["trip_distance"].tolist() == [1.98, 3.0]
+    assert validate_request(ride)["trip_distance"].tolist() == [1.98]
+    with pytest.raises(InvalidRequestError, match=r"^the request's fields have different numbers of values \("):
+        validate_request(dict(columns, trip_distance=[1.0]))
+    for request, kind in (("236,239,1.98", "str"), (np.zeros((1, 3)), "ndarray"), ([236, 239], "list")):
+        with pytest.raises(InvalidRequestError) as caught:
+            validate_request(request)
+        assert str(caught.value) == (
+            "expected ride records {PULocationID, DOLocationID, trip_distance} "
+            f"(a list of objects, one object, or columns of values), got {kind}"
+        )

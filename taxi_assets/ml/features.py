@@ -35,6 +35,27 @@ def _as_float(column: pd.Series) -> np.ndarray:
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def request_frame(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
+    """The request as a frame: a frame as is, a list of records, one record (a dict of
+    scalars) or columns (a dict of equally long lists/arrays, which is how MLflow's scoring
+    server hands over the ``inputs`` and ``instances`` layouts)."""
+    if isinstance(records, pd.DataFrame):
+        return records
+    try:
+        if isinstance(records, dict):
+            if any(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in records.values()):
+                return pd.DataFrame({k: np.asarray(v).reshape(-1) if isinstance(v, np.ndarray) else v for k, v in records.items()})
+            return pd.DataFrame([records])
+        if isinstance(records, (list, tuple)) and all(isinstance(r, dict) for r in records):
+            return pd.DataFrame(list(records))
+    except ValueError as exc:  # columns of different lengths
+        raise InvalidRequestError(f"the request's fields have different numbers of values ({exc})") from None
+    raise InvalidRequestError(
+        f"expected ride records {{{', '.join(REQUEST_FIELDS)}}} (a list of objects, one object, or "
+        f"columns of values), got {type(records).__name__}"
+    )
+
+
 def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.ndarray]:
     """Validate raw ride records; return their fields as arrays (zone ids int64, distance float64).
 
@@ -42,9 +63,7 @@ def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.
     the scoring server's one-record requests as per ride in a batch. The first bad value is
     reported with its field and record number.
     """
-    if isinstance(records, dict):
-        records = [records]
-    frame = pd.DataFrame(records) if not isinstance(records, pd.DataFrame) else records
+    frame = request_frame(records)
     if len(frame) == 0:
         raise InvalidRequestError("no records to score: send at least one {PULocationID, DOLocationID, trip_distance}")
     missing = [f for f in REQUEST_FIELDS if f not in frame.columns]

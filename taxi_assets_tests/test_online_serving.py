@@ -86,12 +86,32 @@ def test_server_predicts_like_the_in_process_predictor(champion, server, client)
     assert client.predict([dict(GOOD, PULocationID=236.0, DOLocationID=239.0)]) == pytest.approx([expected[0]], abs=1e-9)
 
 
+def test_server_takes_every_json_layout_of_mlflow(champion, client):  # noqa: F811
+    rides = EXAMPLE_RECORDS + random_rides(6, seed=5)
+    expected = champion.predictor.predict(pd.DataFrame(rides))
+    columns = {field: [ride[field] for ride in rides] for field in GOOD}
+    layouts = {
+        "dataframe_split": {"dataframe_split": {"columns": list(GOOD), "data": [list(r.values()) for r in rides]}},
+        "inputs": {"inputs": columns},
+        "instances": {"instances": rides},
+    }
+    for name, body in layouts.items():
+        response = client.session.post(f"{client.url}/invocations", json=body, timeout=30)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["predictions"] == pytest.approx(expected.tolist(), abs=1e-9), name
+    # columns of different lengths are a bad request, not a crash
+    unequal = {"inputs": dict(columns, trip_distance=columns["trip_distance"][:3])}
+    response = client.session.post(f"{client.url}/invocations", json=unequal, timeout=30)
+    assert response.status_code == 400
+    assert "the request's fields have different numbers of values" in response.json()["message"]
+
+
 GOOD = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
 BAD_REQUESTS = {
     "missing field": (
         [{"PULocationID": 236, "DOLocationID": 239}],
         "INVALID_PARAMETER_VALUE",
-        "Model is missing inputs ['trip_distance']",
+        "Error: missing field(s) trip_distance: each record needs PULocationID, DOLocationID, trip_distance",
     ),
     "negative distance": (
         [GOOD, dict(GOOD, trip_distance=-1.0)],

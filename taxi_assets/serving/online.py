@@ -26,16 +26,16 @@ Predictions are minutes, one per record, in request order (the figures above are
 champion's). A request the model cannot score is answered ``400`` with a message naming the
 field (and the record)::
 
-    missing field      -> INVALID_PARAMETER_VALUE  "... Model is missing inputs ['trip_distance']."
+    missing field      -> INVALID_PARAMETER_VALUE  "... Error: missing field(s) trip_distance: each record needs PULocationID, DOLocationID, trip_distance"
     non-numeric value  -> INVALID_PARAMETER_VALUE  "... Error: field 'PULocationID' must be a finite number, got 'abc' in record 0"
     negative distance  -> INVALID_PARAMETER_VALUE  "... Error: field 'trip_distance' must not be negative, got -1.0 in record 1"
     unknown zone id    -> INVALID_PARAMETER_VALUE  "... Error: field 'DOLocationID' must be a TLC zone id between 1 and 265, got 999 in record 0"
     fractional zone id -> INVALID_PARAMETER_VALUE  "... Error: field 'PULocationID' must be a TLC zone id between 1 and 265, got 236.5 in record 0"
 
-(the first is MLflow's check of the model signature, the others the model's own validation,
-the same text as in Python and in ``taxi-assets predict``; the signature types the fields
-``any`` so that MLflow does not cast them first, see
-:func:`taxi_assets.serving.pyfunc.request_signature`).
+(the model's own validation, the same text as in Python and in ``taxi-assets predict``; the
+model has no MLflow signature that would check or cast the fields first, see
+:func:`taxi_assets.serving.pyfunc.log_predictor`). The ``dataframe_split``, ``inputs``
+(columns) and ``instances`` layouts are accepted as well.
 
 Without a server: ``taxi-assets predict --pu 236 --do 239 --distance 1.98`` prints the
 minutes of one ride; ``taxi-assets predict --json rides.json`` scores a file holding the same

@@ -44,7 +44,8 @@ def request_frame(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
     try:
         if isinstance(records, dict):
             if any(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in records.values()):
-                return pd.DataFrame({k: np.asarray(v).reshape(-1) if isinstance(v, np.ndarray) else v for k, v in records.items()})
+                columns = {k: np.ravel(v) if isinstance(v, np.ndarray) else v for k, v in records.items()}
+                return pd.DataFrame(columns)
             return pd.DataFrame([records])
         if isinstance(records, (list, tuple)) and all(isinstance(r, dict) for r in records):
             return pd.DataFrame(list(records))

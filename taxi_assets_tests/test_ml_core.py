@@ -10,7 +10,7 @@ import pytest
 from sklearn.feature_extraction import DictVectorizer
 
 from taxi_assets.ml import cleaning, dataset, schema, vectorize
-from taxi_assets.ml.features import InvalidRequestError, records_to_features
+from taxi_assets.ml.features import InvalidRequestError, validate_request
 from taxi_assets_tests.helpers import cleaned_month
 
 
@@ -161,9 +161,10 @@ def test_training_set_reproduces_the_reference_split(reference_window, tmp_path)
         dataset.build_training_set(reference_window, pd.Timestamp("2024-03-01"))
 
 
-def test_records_to_features_validates_requests():
-    feats = records_to_features([{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}])
-    assert feats["PU_DO"].astype(str).tolist() == ["236_239"] and feats["trip_distance"].tolist() == [1.98]
+def test_validate_request_checks_every_field():
+    got = validate_request([{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}])
+    pairs = cleaning.pu_do(got["PULocationID"], got["DOLocationID"])
+    assert pairs.astype(str).tolist() == ["236_239"] and got["trip_distance"].tolist() == [1.98]
     cases = [
         ([{"PULocationID": 1, "trip_distance": 1}], r"missing field\(s\) DOLocationID"),
         ([{"PULocationID": 1, "DOLocationID": 2, "trip_distance": -1}], "must not be negative, got -1.0 in record 0"),
@@ -173,7 +174,7 @@ def test_records_to_features_validates_requests():
     ]
     for records, message in cases:
         with pytest.raises(InvalidRequestError, match=message):
-            records_to_features(records)
+            validate_request(records)
 
 
 def test_env_numbers_name_the_variable(monkeypatch):
@@ -195,8 +196,6 @@ def test_env_numbers_name_the_variable(monkeypatch):
 
 
 def test_requests_come_as_records_one_record_or_columns():
-    from taxi_assets.ml.features import validate_request
-
     ride = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
     two = [ride, {"PULocationID": 74.0, "DOLocationID": 75, "trip_distance": 3}]
     columns = {"PULocationID": np.array([[236], [74]]), "DOLocationID": [239, 75], "trip_distance": (1.98, 3)}

@@ -2,9 +2,9 @@
 
 The model sees two features, as in the course: the pickup/dropoff pair ``PU_DO`` (one-hot)
 and ``trip_distance``. Predictions are requested with raw records
-``{PULocationID, DOLocationID, trip_distance}``; :func:`records_to_features` turns them into
-features and rejects bad requests with a message naming the field and the row, never a
-silent zero.
+``{PULocationID, DOLocationID, trip_distance}``; :func:`validate_request` checks them and
+rejects bad requests with a message naming the field and the row, never a silent zero (the
+predictor turns the validated fields into the model matrix).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from taxi_assets.ml.cleaning import MAX_LOCATION_ID, MIN_LOCATION_ID, pu_do
+from taxi_assets.ml.cleaning import MAX_LOCATION_ID, MIN_LOCATION_ID
 
 CATEGORICAL_FEATURES = ["PU_DO"]
 NUMERICAL_FEATURES = ["trip_distance"]
@@ -98,10 +98,3 @@ def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.
         raise InvalidRequestError(f"field 'trip_distance' must not be negative, got {distance[row]} in record {row}")
     return values
 
-
-def records_to_features(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
-    """Validate raw ride records and return the model's feature frame (``FEATURE_COLUMNS``)."""
-    values = validate_request(records)
-    return pd.DataFrame(
-        {"PU_DO": pu_do(values["PULocationID"], values["DOLocationID"]), "trip_distance": values["trip_distance"]}
-    )

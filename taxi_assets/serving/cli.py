@@ -99,7 +99,7 @@ RIDE_FLAGS = {"pu": ("--pu", "PULocationID"), "do": ("--do", "DOLocationID"), "d
 
 def request_records(pu: str | None, do: str | None, distance: str | None, json_file: str | None) -> list[dict]:
     """The records a ``predict`` invocation asks for, validated (raises :class:`RequestError`)."""
-    from taxi_assets.ml.features import InvalidRequestError, records_to_features
+    from taxi_assets.ml.features import InvalidRequestError, validate_request
     from taxi_assets.serving.online import records_from_json
 
     given = {key: value for key, value in {"pu": pu, "do": do, "distance": distance}.items() if value is not None}
@@ -126,7 +126,7 @@ def request_records(pu: str | None, do: str | None, distance: str | None, json_f
             )
         records = [{RIDE_FLAGS[key][1]: value for key, value in given.items()}]
     try:
-        records_to_features(records)
+        validate_request(records)
     except InvalidRequestError as exc:
         raise RequestError(str(exc)) from None
     return records

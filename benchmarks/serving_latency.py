@@ -318,41 +318,31 @@ def project_champion() -> tuple[str, str, str] | None:
 def build_champions(names: list[str], workdir: Path) -> list[tuple[str, str, str]]:
     """One registered champion per estimator name, trained on the serving tests' 20,000 real
     2024-01 rides (4,000 of them for early stopping) with the first point of the estimator's
-    quick search space, logged with ``log_predictor`` into a store under ``workdir``."""
-    import mlflow
+    quick search space, registered like the serving tests' champion (``register_champion``) in
+    one store under ``workdir``."""
     import numpy as np
     from hyperopt.pyll import stochastic
-    from mlflow.tracking import MlflowClient
 
     from taxi_assets.ml import vectorize
     from taxi_assets.ml.estimators import ESTIMATORS, available_threads, clean_params
     from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
     from taxi_assets.ml.predictor import TripDurationPredictor
-    from taxi_assets.resources.mlflow import ensure_experiment
-    from taxi_assets.serving.online import tracking_uri_set
-    from taxi_assets.serving.pyfunc import log_predictor
 
     sys.path.insert(0, str(c.REPO_ROOT))
-    from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, sample_rides
+    from taxi_assets_tests.serving_fixtures import register_champion, sample_rides
 
     rides = sample_rides()
     train, valid = rides.iloc[:16_000], rides.iloc[16_000:]
     X_train, dv = vectorize.fit_transform(train[FEATURE_COLUMNS])
     X_val = vectorize.transform(valid[FEATURE_COLUMNS], dv)
-    tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    experiment_id = ensure_experiment(tracking_uri, "serving-benchmark", (workdir / "artifacts").as_uri())
     champions = []
     for name in names:
         spec = ESTIMATORS[name]
         params = clean_params(stochastic.sample(spec.search_space(42), rng=np.random.default_rng(1)))
         estimator = spec.fit(params, X_train, train[TARGET].to_numpy(), X_val, valid[TARGET].to_numpy(),
                              n_jobs=available_threads())  # fmt: skip
-        predictor = TripDurationPredictor(dv, estimator, name)
-        registered = f"serving-benchmark-{name}"
-        with tracking_uri_set(tracking_uri), mlflow.start_run(experiment_id=experiment_id):
-            info = log_predictor(predictor, "model", EXAMPLE_RECORDS, registered_model_name=registered)
-        MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(registered, "champion", info.registered_model_version)
-        champions.append((f"models:/{registered}@champion", tracking_uri, name))
+        champion = register_champion(TripDurationPredictor(dv, estimator, name), workdir, f"serving-benchmark-{name}")
+        champions.append((champion.model_uri, champion.tracking_uri, name))
     return champions
 
 

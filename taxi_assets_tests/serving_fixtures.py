@@ -67,8 +67,9 @@ def train_predictor(rides: pd.DataFrame) -> TripDurationPredictor:
     return TripDurationPredictor(dv, estimator, "linear_regression")
 
 
-def build_champion(root: Path) -> Champion:
-    """Train, log, register and alias the champion in a new store under ``root``."""
+def register_champion(predictor: TripDurationPredictor, root: Path, name: str) -> Champion:
+    """Log ``predictor`` into the store under ``root`` (created if new), register it as a new
+    version of ``name`` and point the ``champion`` alias at it, as ``champion_model`` does."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -78,8 +79,6 @@ def build_champion(root: Path) -> Champion:
 
     tracking_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     artifact_location = (root / "mlflow" / "artifacts").as_uri()
-    predictor = train_predictor(sample_rides())
-    name = champion_model_name("green")
     experiment_id = ensure_experiment(tracking_uri, EXPERIMENT, artifact_location)
     with tracking_uri_set(tracking_uri), mlflow.start_run(experiment_id=experiment_id):
         info = log_predictor(predictor, "model", EXAMPLE_RECORDS, registered_model_name=name)
@@ -90,10 +89,17 @@ def build_champion(root: Path) -> Champion:
         tracking_uri=tracking_uri,
         artifact_location=artifact_location,
         model_name=name,
-        model_uri=champion_uri("green"),
+        model_uri=f"models:/{name}@{CHAMPION_ALIAS}",
         version=version,
         predictor=predictor,
     )
+
+
+def build_champion(root: Path) -> Champion:
+    """Train the test champion and register it in a new store under ``root``."""
+    champion = register_champion(train_predictor(sample_rides()), root, champion_model_name("green"))
+    assert champion.model_uri == champion_uri("green")
+    return champion
 
 
 @pytest.fixture(scope="session")

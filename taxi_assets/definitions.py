@@ -1,62 +1,76 @@
-"""The code location: every asset, check, resource, job, schedule and sensor in one place."""
+"""The code location: definitions assembled from the ``defs/`` folder (dg project conventions).
+
+``dagster dev -m taxi_assets.definitions``, ``dg dev``, ``dg check defs`` and the workspace
+file all load ``defs``. Every asset after ``raw_trips`` gets its automation condition here, in
+one place (``defs/automation/conditions.py``), and code references link each asset to its
+source (on GitHub when the checkout has a remote, else the local file).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import dagster as dg
 
-from taxi_assets.assets import ingestion, monitoring, preparation, serving
-from taxi_assets.assets.models import model_assets
-from taxi_assets.automation import triggers
-from taxi_assets.automation.alerts import alert_sensors
-from taxi_assets.executors import executor_from_settings
-from taxi_assets.partitions import monthly_partitions
-from taxi_assets.resources.data_source import TlcDataSource
-from taxi_assets.resources.io_manager import TaxiIOManager
-from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY, mlflow_resource
-from taxi_assets.resources.notifications import notifier_from_env
-from taxi_assets.serving.jobs import predict_job
-from taxi_assets.settings import SETTINGS
-
-# The whole graph for one month: ingestion -> preparation -> models -> serving/monitoring.
-taxi_pipeline = dg.define_asset_job(
-    "taxi_pipeline",
-    selection=dg.AssetSelection.all(),
-    partitions_def=monthly_partitions,
-    description="Every asset of one month, from the TLC file to the champion model.",
-    tags=triggers.TRAINING_TAGS,
-)
+from taxi_assets.defs.automation.conditions import condition_for  # also silences beta/preview notices
 
 
-def build_resources() -> dict:
-    """Resources on the embedded defaults; every field is overridable per deployment."""
-    return {
-        "io_manager": TaxiIOManager(base_dir=str(SETTINGS.type_root)),
-        "data_source": TlcDataSource(),
-        MLFLOW_RESOURCE_KEY: mlflow_resource,
-        "notifier": notifier_from_env(),
-    }
+def _with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
+    condition = condition_for(spec.key)
+    return spec if condition is None else spec.replace_attributes(automation_condition=condition)
 
 
-def with_automation(assets: list) -> list:
-    """Every asset downstream of raw_trips retrains on its own when its inputs change."""
-    condition = triggers.retrain_condition()
-    return [
-        a.map_asset_specs(lambda spec: spec if spec.key == triggers.RAW else spec.replace_attributes(automation_condition=condition))
-        for a in assets
-    ]
+@functools.cache
+def load_defs() -> dg.Definitions:
+    """The resolved Definitions (cached: loading the folder twice would build everything twice)."""
+    loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    loaded = loaded.map_resolved_asset_specs(func=_with_automation)
+    return link_code_references(loaded)
 
 
-all_assets = with_automation(
-    [
-        *dg.load_assets_from_modules([ingestion, preparation, monitoring, serving]),
-        *model_assets,
-        monitoring.model_leaderboard_factory([a.key.to_user_string() for a in model_assets]),
-    ]
-)
+def link_code_references(definitions: dg.Definitions) -> dg.Definitions:
+    """Code references on every asset: GitHub links when the checkout has a GitHub remote."""
+    with_sources = dg.with_source_code_references(definitions.assets or [])
+    repo_root = Path(__file__).resolve().parents[1]
+    remote = _github_remote(repo_root)
+    if remote is not None:
+        with_sources = dg.link_code_references_to_git(
+            assets_defs=with_sources, git_url=remote, git_branch="main", file_path_mapping=dg.AnchorBasedFilePathMapping(
+                local_file_anchor=repo_root, file_anchor_path_in_repository=""
+            )
+        )
+    return dg.Definitions.merge(
+        dg.Definitions(assets=with_sources),
+        dg.Definitions(
+            asset_checks=definitions.asset_checks,
+            jobs=definitions.jobs,
+            schedules=definitions.schedules,
+            sensors=definitions.sensors,
+            resources=definitions.resources,
+            executor=definitions.executor,
+            loggers=definitions.loggers,
+            metadata=definitions.metadata,
+        ),
+    )
 
-defs = dg.Definitions(
-    assets=all_assets,
-    jobs=[taxi_pipeline, triggers.ingest_month_job, triggers.retrain_month_job, predict_job],
-    schedules=[triggers.monthly_ingestion_schedule],
-    sensors=[triggers.new_month_sensor, triggers.drift_retraining_sensor, triggers.automation_sensor, *alert_sensors],
-    resources=build_resources(),
-    executor=executor_from_settings(),
-)
+
+def _github_remote(repo_root: Path) -> str | None:
+    config = repo_root / ".git" / "config"
+    try:
+        text = config.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("url =") and "github.com" in line:
+            url = line.split("=", 1)[1].strip()
+            if url.startswith("git@github.com:"):
+                url = "https://github.com/" + url[len("git@github.com:") :]
+            return url.removesuffix(".git")
+    return None
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return load_defs()

@@ -1,12 +1,16 @@
 """Definition-time settings, read once from the environment when the code location loads.
 
+The environment is the shell's, completed by the project's ``.env`` (written by
+``taxi-assets init``; Dagster's CLI reads the same file in the project root), so every entry
+point sees one configuration.
+
 Everything here shapes the asset graph itself (which partitions exist, where data lives, how
 fresh assets must be), so it cannot be run config. Run-time knobs (tuning budgets, cleaning
 bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 
 | variable | default | meaning |
 | --- | --- | --- |
-| ``TAXI_DATA_SOURCE`` | TLC CloudFront address | base URL or local folder holding ``{taxi}_tripdata_YYYY-MM.parquet`` |
+| ``TAXI_DATA_SOURCE`` | ``../shared/data/nyc-tlc`` if it holds months, else the TLC address | base URL or local folder holding ``{taxi}_tripdata_YYYY-MM.parquet`` |
 | ``TAXI_TYPE`` | ``green`` | ``green`` or ``yellow``; one type per deployment, recorded in paths |
 | ``TAXI_DATA_ROOT`` | ``<project>/data`` | where outputs (parquet, npz, models) are written |
 | ``TAXI_START_MONTH`` | ``2023-01`` | first monthly partition |
@@ -20,6 +24,11 @@ bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 | ``TAXI_DRIFT_PSI_WARN`` | ``0.2`` | PSI above which ``data_drift`` warns (0.1-0.2 moderate, >0.2 major) |
 | ``TAXI_DRIFT_UNSEEN_PU_DO_WARN`` | ``0.1`` | share of rides with a pickup/dropoff pair unseen in training above which it warns |
 | ``TAXI_CHAMPION_TOLERANCE`` | ``0.0`` | minutes of RMSE a challenger may lose against the champion and still be promoted |
+| ``TAXI_BOOTSTRAP_MONTHS`` | ``3`` | on its first tick, ``new_month_sensor`` ingests only the newest this many published months (0: none) |
+| ``TAXI_AUTOMATION_INTERVAL_SECONDS`` | ``30`` | how often the automation sensor evaluates the asset conditions |
+| ``TAXI_MAX_RETRIES`` | ``2`` | retries of a step that failed for a transient reason (network, timeout, 5xx, MLflow down) |
+| ``TAXI_RETRY_DELAY_SECONDS`` | ``30`` | delay before the first such retry, doubled for each next one |
+| ``TAXI_EXECUTOR`` | ``multiprocess`` | ``multiprocess``, ``in_process``, ``dask``, ``k8s`` or ``celery_k8s`` (see ``defs/executors.py``) |
 
 In production raise the freshness windows to the publishing cadence (TLC publishes monthly,
 with a lag of about two months): e.g. 35 days for the training set and models.
@@ -32,11 +41,52 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from taxi_assets import months
 from taxi_assets.io.download import TLC_BASE_URL
 from taxi_assets.io.env import env_number
 from taxi_assets.ml.schema import check_taxi_type
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_TLC_FOLDER = PROJECT_ROOT.parent / "shared" / "data" / "nyc-tlc"
+DOTENV_FILE = PROJECT_ROOT / ".env"
+
+
+def load_dotenv() -> None:
+    """Fill unset variables from the project's ``.env`` (what Dagster's CLI reads in the project
+    root), so Python entry points see the same settings; variables already set win. Tests set
+    ``TAXI_IGNORE_DOTENV=1``."""
+    if os.environ.get("TAXI_IGNORE_DOTENV") or not DOTENV_FILE.is_file():
+        return
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(DOTENV_FILE).items():
+        if value is not None and key not in os.environ:
+            os.environ[key] = value
+
+
+def default_data_source() -> str:
+    """Offline-first: the shared local TLC folder when it holds months, else the TLC address."""
+    if SHARED_TLC_FOLDER.is_dir() and any(SHARED_TLC_FOLDER.glob("*_tripdata_*.parquet")):
+        return str(SHARED_TLC_FOLDER.resolve())
+    return TLC_BASE_URL
+
+
+def dotenv_text() -> str:
+    """The ``.env`` that ``taxi-assets init`` writes: this checkout's defaults, each yielding
+    to a value already set in the shell (``${VAR:-default}``)."""
+    values = {
+        "DAGSTER_HOME": str(PROJECT_ROOT / ".dagster_home"),
+        "TAXI_DATA_SOURCE": default_data_source(),
+        "TAXI_DATA_ROOT": str(PROJECT_ROOT / "data"),
+    }
+    lines = [
+        "# Written by `taxi-assets init`: the settings `make run`, `make dev`, `dagster`/`dg` commands",
+        "# typed in this folder and `taxi-assets` share. A variable set in your shell wins. Other",
+        "# settings (TAXI_START_MONTH, TAXI_BOOTSTRAP_MONTHS, MLFLOW_TRACKING_URI, ...) may be added",
+        "# here; see taxi_assets/settings.py.",
+    ]
+    lines += [f"{key}=${{{key}:-{value}}}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -55,6 +105,15 @@ class Settings:
     drift_psi_warn: float
     drift_unseen_pu_do_warn: float
     champion_tolerance: float
+    bootstrap_months: int
+    automation_interval_seconds: int
+    max_retries: int
+    retry_delay_seconds: float
+
+    @property
+    def dagster_home(self) -> Path:
+        """``DAGSTER_HOME``, or the project's ``.dagster_home`` (what ``.env`` sets)."""
+        return Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").expanduser()
 
     @property
     def type_root(self) -> Path:
@@ -77,10 +136,14 @@ def load_settings() -> Settings:
     mlflow_dir = data_root / "mlflow"
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
     artifacts = os.environ.get("MLFLOW_ARTIFACT_LOCATION") or (mlflow_dir / "artifacts").as_uri()
-    source = os.environ.get("TAXI_DATA_SOURCE", TLC_BASE_URL).strip()
+    source = (os.environ.get("TAXI_DATA_SOURCE") or default_data_source()).strip()
     if "://" not in source:
         source = str(Path(source).expanduser().resolve())
-    start = os.environ.get("TAXI_START_MONTH", "2023-01")
+    start = os.environ.get("TAXI_START_MONTH", "2023-01").strip()
+    try:
+        months.parse(start)
+    except ValueError:
+        raise ValueError(f"TAXI_START_MONTH must be a month YYYY-MM (e.g. 2023-01), got {start!r}") from None
     return Settings(
         data_source=source,
         taxi_type=taxi_type,
@@ -96,7 +159,12 @@ def load_settings() -> Settings:
         drift_psi_warn=_float("TAXI_DRIFT_PSI_WARN", 0.2),
         drift_unseen_pu_do_warn=_float("TAXI_DRIFT_UNSEEN_PU_DO_WARN", 0.1),
         champion_tolerance=_float("TAXI_CHAMPION_TOLERANCE", 0.0),
+        bootstrap_months=env_number("TAXI_BOOTSTRAP_MONTHS", 3, int, minimum=0),
+        automation_interval_seconds=_positive_int("TAXI_AUTOMATION_INTERVAL_SECONDS", 30),
+        max_retries=env_number("TAXI_MAX_RETRIES", 2, int, minimum=0),
+        retry_delay_seconds=_float("TAXI_RETRY_DELAY_SECONDS", 30.0),
     )
 
 
+load_dotenv()
 SETTINGS = load_settings()

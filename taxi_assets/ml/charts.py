@@ -88,6 +88,40 @@ def histogram_png(
     return _to_png(fig)
 
 
+def distributions_png(
+    reference: Any,
+    current: Any,
+    title: str,
+    xlabel: str,
+    labels: tuple[str, str] = ("training window", "this month"),
+    bins: int = 40,
+    upper_quantile: float = 0.99,
+) -> bytes:
+    """Two distributions on shared bins, as densities (a drift picture): ``reference`` (the
+    training window) as a filled histogram, ``current`` (the new month) as a step line.
+    Values above the reference's ``upper_quantile`` are left out of both (named in the title)."""
+    ref = _finite(reference, "reference values")
+    cur = _finite(current, "current values")
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    if ref.size and cur.size:
+        cutoff = float(np.quantile(ref, upper_quantile))
+        low = float(min(ref.min(), cur.min()))
+        edges = np.linspace(low, cutoff if cutoff > low else low + 1.0, bins + 1)
+        dropped = int((ref > cutoff).sum() + (cur > cutoff).sum())
+        ax.hist(ref[ref <= cutoff], bins=edges, density=True, color="#4C72B0", alpha=0.45, label=labels[0])
+        ax.hist(cur[cur <= cutoff], bins=edges, density=True, histtype="step", color="#C44E52", linewidth=1.5, label=labels[1])
+        ax.legend(fontsize=8)
+        ax.set_ylabel("density")
+        if dropped:
+            title = f"{title} ({dropped} values > {cutoff:.4g} not shown)"
+    else:
+        _no_data(ax)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    return _to_png(fig)
+
+
 def daily_counts_png(series: pd.Series, title: str) -> bytes:
     """Bar chart of a per-day count Series (e.g. from ``profile.pickups_per_day``)."""
     import matplotlib.dates as mdates

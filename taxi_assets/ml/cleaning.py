@@ -21,12 +21,42 @@ CLEANED_COLUMNS = ["pickup_datetime", "PULocationID", "DOLocationID", "PU_DO", "
 MIN_LOCATION_ID = 1
 MAX_LOCATION_ID = 265
 
+# A ride of at most an hour cannot cover more than this (NYC's fastest roads allow 65 mph).
+IMPOSSIBLE_SPEED_MPH = 100.0
+IMPOSSIBLE_DISTANCE_MILES = 100.0
+
 
 @dataclass
 class CleaningReport:
     rows_in: int
     rows_out: int
     dropped: dict[str, int] = field(default_factory=dict)
+    # Kept rides whose distance is impossible for their duration, by reason (the course keeps
+    # them; the models clip distances themselves, and a month with too many fails a check).
+    flagged: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def flagged_share(self) -> float:
+        return sum(self.flagged.values()) / self.rows_out if self.rows_out else 0.0
+
+
+def valid_zone_ids(ids) -> np.ndarray:
+    """Which values are TLC zone ids: whole numbers in 1..265 (missing values are not)."""
+    values = pd.to_numeric(pd.Series(np.asarray(ids).ravel()), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values == np.round(values)) & (values >= MIN_LOCATION_ID) & (values <= MAX_LOCATION_ID)
+
+
+def impossible_distances(distance: np.ndarray, minutes: np.ndarray) -> dict[str, np.ndarray]:
+    """Masks of rides whose distance cannot be real, by exclusive reason: ``negative``,
+    ``over_100_miles``, ``implied_speed_over_100_mph`` (real months: 0.05-0.10% of rides)."""
+    distance = np.asarray(distance, dtype=np.float64)
+    hours = np.asarray(minutes, dtype=np.float64) / 60.0
+    negative = distance < 0
+    far = ~negative & (distance > IMPOSSIBLE_DISTANCE_MILES)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fast = ~negative & ~far & (hours > 0) & (distance / hours > IMPOSSIBLE_SPEED_MPH)
+    return {"negative": negative, "over_100_miles": far, "implied_speed_over_100_mph": fast}
 
 
 def duration_minutes(pickup: pd.Series, dropoff: pd.Series) -> np.ndarray:
@@ -45,7 +75,13 @@ def pu_do_codes(pickup_ids: pd.Series | np.ndarray, dropoff_ids: pd.Series | np.
     is formatted once, ``codes`` (int32) index ``labels`` per ride."""
     pu = np.asarray(pickup_ids, dtype=np.int64)
     do = np.asarray(dropoff_ids, dtype=np.int64)
-    # Location ids are small non-negative ints; pack the pair into one int64 key.
+    for name, ids in (("PULocationID", pu), ("DOLocationID", do)):
+        bad = (ids < MIN_LOCATION_ID) | (ids > MAX_LOCATION_ID)
+        if bad.any():  # a negative id would pack into another pair's name (7, -5 -> "6_999995")
+            raise ValueError(
+                f"{name} {int(ids[np.flatnonzero(bad)[0]])} is not a TLC zone id ({MIN_LOCATION_ID}..{MAX_LOCATION_ID})"
+            )
+    # Zone ids are 1..265: pack the pair into one int64 key.
     keys = pu * 1_000_000 + do
     uniques, codes = np.unique(keys, return_inverse=True)
     labels = [f"{k // 1_000_000}_{k % 1_000_000}" for k in uniques.tolist()]
@@ -59,14 +95,18 @@ def pu_do(pickup_ids: pd.Series | np.ndarray, dropoff_ids: pd.Series | np.ndarra
 
 
 def clean_trips(
-    raw: pd.DataFrame, min_minutes: float = 1.0, max_minutes: float = 60.0
+    raw: pd.DataFrame, min_minutes: float = 1.0, max_minutes: float = 60.0, max_distance_miles: float | None = None
 ) -> tuple[pd.DataFrame, CleaningReport]:
-    """Keep rides with ``min_minutes <= duration <= max_minutes`` and complete key fields.
+    """Keep rides with ``min_minutes <= duration <= max_minutes``, real zone ids and complete
+    key fields (and, when ``max_distance_miles`` is given, at most that distance).
 
     Returns the cleaned frame (``CLEANED_COLUMNS``, original row order, fresh index) and the
-    number of rows dropped for each reason. Reasons are exclusive and counted in this order:
-    ``missing_values`` (null pickup/dropoff/location/distance), ``duration_below_min``,
-    ``duration_above_max``.
+    rows dropped for each reason. Reasons are exclusive and counted in this order:
+    ``missing_values`` (null pickup/dropoff/distance), ``invalid_zone_id`` (a zone id that is
+    missing or not a whole number in 1..265: no real month has one, but one would otherwise
+    become a wrong feature), ``duration_below_min``, ``duration_above_max``, then
+    ``distance_above_max``. Kept rides with an impossible distance are counted in
+    ``report.flagged`` (:func:`impossible_distances`).
     """
     if min_minutes > max_minutes:
         raise ValueError(f"min_minutes ({min_minutes}) must not exceed max_minutes ({max_minutes})")
@@ -74,18 +114,29 @@ def clean_trips(
     if missing:
         raise ValueError(f"cannot clean trips: column(s) missing: {', '.join(missing)}")
     minutes = duration_minutes(raw["pickup_datetime"], raw["dropoff_datetime"])
-    incomplete = raw[CLEAN_INPUT_COLUMNS].isna().any(axis=1).to_numpy()
-    below = ~incomplete & (minutes < min_minutes)
-    above = ~incomplete & (minutes > max_minutes)
-    keep = ~(incomplete | below | above)
+    incomplete = raw[["pickup_datetime", "dropoff_datetime", "trip_distance"]].isna().any(axis=1).to_numpy()
+    bad_zone = ~incomplete & ~(valid_zone_ids(raw["PULocationID"]) & valid_zone_ids(raw["DOLocationID"]))
+    usable = ~(incomplete | bad_zone)
+    below = usable & (minutes < min_minutes)
+    above = usable & (minutes > max_minutes)
+    keep = usable & ~below & ~above
+    distance = raw["trip_distance"].to_numpy(dtype=np.float64, na_value=np.nan)
+    too_far = np.zeros(len(raw), dtype=bool)
+    if max_distance_miles is not None:
+        too_far = keep & (distance > max_distance_miles)
+        keep &= ~too_far
+    flagged = {reason: int((mask & keep).sum()) for reason, mask in impossible_distances(distance, minutes).items()}
     report = CleaningReport(
         rows_in=len(raw),
         rows_out=int(keep.sum()),
         dropped={
             "missing_values": int(incomplete.sum()),
+            "invalid_zone_id": int(bad_zone.sum()),
             "duration_below_min": int(below.sum()),
             "duration_above_max": int(above.sum()),
+            **({"distance_above_max": int(too_far.sum())} if max_distance_miles is not None else {}),
         },
+        flagged=flagged,
     )
     kept = raw.loc[keep]
     cleaned = pd.DataFrame(

@@ -37,6 +37,18 @@ class TrainingSet:
     y_val: np.ndarray
     vectorizer: DictVectorizer
     info: dict = field(default_factory=dict)
+    # The validation rides' request fields (PULocationID, DOLocationID, trip_distance) and
+    # pickup times, row-aligned with X_val / y_val: any model, whatever its features, can be
+    # scored on exactly these rides (the champion and its challenger are).
+    val_rides: pd.DataFrame | None = None
+
+    def validation_rides(self) -> pd.DataFrame:
+        """The validation rides: request fields, pickup time and ``duration`` (= ``y_val``)."""
+        if self.val_rides is None:
+            raise ValueError("this training set stores no validation rides (written by an older version): re-materialize it")
+        rides = self.val_rides.copy()
+        rides[TARGET] = self.y_val
+        return rides
 
     @property
     def feature_names(self) -> list[str]:
@@ -88,6 +100,23 @@ def build_training_set(cleaned: pd.DataFrame, boundary: pd.Timestamp, info: dict
         y_val=val[TARGET].to_numpy(dtype=np.float64),
         vectorizer=dv,
         info=dict(info or {}, boundary=str(boundary)),
+        val_rides=_rides(val),
+    )
+
+
+RIDE_COLUMNS = ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+
+
+def _rides(frame: pd.DataFrame) -> pd.DataFrame | None:
+    if not all(c in frame.columns for c in RIDE_COLUMNS):
+        return None
+    return pd.DataFrame(
+        {
+            "pickup_datetime": frame["pickup_datetime"].to_numpy(dtype="datetime64[us]"),
+            "PULocationID": frame["PULocationID"].to_numpy(dtype=np.int64),
+            "DOLocationID": frame["DOLocationID"].to_numpy(dtype=np.int64),
+            "trip_distance": frame["trip_distance"].to_numpy(dtype=np.float64),
+        }
     )
 
 
@@ -108,6 +137,10 @@ def save_training_set(ts: TrainingSet, path: Path) -> None:
         "info": ts.info,
     }
     arrays["header"] = np.asarray(json.dumps(header))
+    if ts.val_rides is not None:
+        arrays["val_pickup_us"] = ts.val_rides["pickup_datetime"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        for column in ("PULocationID", "DOLocationID", "trip_distance"):
+            arrays[f"val_{column}"] = ts.val_rides[column].to_numpy()
     np.savez_compressed(path, **arrays)
 
 
@@ -123,6 +156,14 @@ def load_training_set(path: Path) -> TrainingSet:
             )
         kwargs = {k: header[k] for k in ("categorical", "numerical") if header.get(k) is not None}
         dv = vectorize.from_feature_names([str(n) for n in z["feature_names"]], **kwargs)
+        val_rides = None
+        if "val_pickup_us" in z.files:
+            val_rides = pd.DataFrame(
+                {
+                    "pickup_datetime": z["val_pickup_us"].astype("datetime64[us]"),
+                    **{c: z[f"val_{c}"] for c in ("PULocationID", "DOLocationID", "trip_distance")},
+                }
+            )
         return TrainingSet(
             X_train=mats["X_train"],
             X_val=mats["X_val"],
@@ -130,4 +171,27 @@ def load_training_set(path: Path) -> TrainingSet:
             y_val=z["y_val"],
             vectorizer=dv,
             info=header.get("info", {}),
+            val_rides=val_rides,
         )
+
+
+def example_records(ts: TrainingSet, rows: int = 5) -> list[dict]:
+    """Raw request records rebuilt from the first training rows (the MLflow input example)."""
+    names = ts.feature_names
+    X = ts.X_train[:rows].tocsr()
+    records = []
+    for i in range(X.shape[0]):
+        record: dict = {}
+        for j, value in zip(X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]]):
+            name = names[j]
+            if name.startswith("PU_DO="):
+                pu, do = name.split("=", 1)[1].split("_")
+                record["PULocationID"], record["DOLocationID"] = int(pu), int(do)
+            elif name == "trip_distance":
+                record["trip_distance"] = float(value)
+        record.setdefault("trip_distance", 0.0)  # stored zeros are implicit in CSR
+        if "PULocationID" in record:
+            records.append(record)
+    if not records:
+        raise ValueError("cannot build an MLflow input example: no PU_DO feature in the first training rows")
+    return records

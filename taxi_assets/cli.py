@@ -1,0 +1,322 @@
+"""``taxi-assets``: the project's command line, on top of everything else.
+
+``taxi-assets init`` prepares this checkout for every entry point: ``$DAGSTER_HOME/dagster.yaml``
+(the embedded instance, :mod:`taxi_assets.instance`) and a ``.env`` file in the project root
+that Dagster's CLI (``dagster ...``, ``dg ...``) reads, so ``make run``, ``make dev``, commands
+typed in the project root and ``taxi-assets`` agree on the instance, data source and data root.
+
+``taxi-assets run --month 2024-02`` is the main job of the Quickstart: it launches the
+``prepare_month`` job for each training month, then ``taxi_pipeline`` for the validation
+month, as real runs of the ``taxi_assets`` code location (the same workspace ``dagster dev``
+loads, so they appear under their jobs in the UI), streams their progress, and prints the
+models' validation RMSE.
+
+``taxi-assets predict --pu 236 --do 239 --distance 1.98`` scores one ride with the registered
+champion model (or ``--model-uri``); ``--json rides.json`` scores the records of a file (the
+scoring server's ``{"dataframe_records": [...]}`` payload, a list of records, or one record).
+A bad request prints one error line naming the field and exits 2 (nothing is loaded); no
+champion yet exits 1 and says to run the pipeline first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from taxi_assets.settings import PROJECT_ROOT, SETTINGS, dotenv_text
+
+WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
+LOCATION_NAME = "taxi_assets"
+
+
+def init(stream=sys.stdout) -> Path:
+    """Write the embedded instance config and the project's ``.env``; returns DAGSTER_HOME."""
+    from taxi_assets.instance import write_instance_yaml
+
+    home = Path(os.environ["DAGSTER_HOME"]).expanduser() if os.environ.get("DAGSTER_HOME") else SETTINGS.dagster_home
+    os.environ["DAGSTER_HOME"] = str(home)
+    config = write_instance_yaml(home)
+    env_file = PROJECT_ROOT / ".env"
+    if not env_file.exists():
+        env_file.write_text(dotenv_text())
+        print(f"wrote {env_file} (read by dagster/dg commands typed in {PROJECT_ROOT})", file=stream)
+    print(f"DAGSTER_HOME={home} (instance config {config})", file=stream)
+    return home
+
+
+# --- launching runs against the code location ------------------------------------------------
+
+
+def _print_event(record, stream) -> None:
+    entry = record.event_log_entry
+    event = entry.dagster_event
+    stamp = time.strftime("%H:%M:%S", time.localtime(entry.timestamp))
+    if event is None:
+        if entry.level >= 20:  # INFO and above: the assets' own progress lines
+            print(f"{stamp} {entry.step_key or '':<22} {entry.user_message}", file=stream)
+        return
+    kind = event.event_type_value
+    if kind in ("STEP_SUCCESS", "STEP_FAILURE", "RUN_FAILURE", "RUN_SUCCESS", "STEP_UP_FOR_RETRY"):
+        detail = ""
+        if kind == "STEP_FAILURE" and event.step_failure_data is not None:
+            failure = event.step_failure_data
+            detail = (failure.user_failure_data.description if failure.user_failure_data else None) or (
+                failure.error.message.strip().splitlines()[0] if failure.error else ""
+            )
+        print(f"{stamp} {event.step_key or '':<22} {kind.lower().replace('_', ' ')} {detail}".rstrip(), file=stream)
+
+
+def launch_and_wait(context, instance, job_name: str, month: str, stream=sys.stdout) -> object:
+    """Create a run of ``job_name`` for ``month`` against the code location, launch it, stream
+    its progress until it ends; returns the finished DagsterRun."""
+    from dagster._core.definitions.selector import JobSubsetSelector
+
+    location = context.get_code_location(LOCATION_NAME)
+    (repository,) = location.get_repositories().values()
+    selector = JobSubsetSelector(
+        location_name=LOCATION_NAME, repository_name=repository.name, job_name=job_name, op_selection=None
+    )
+    remote_job = location.get_job(selector)
+    tags = {**remote_job.tags, "dagster/partition": month, "taxi/launched_by": "taxi-assets run"}
+    plan = location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance)
+    run = instance.create_run(
+        job_name=job_name,
+        run_id=None,
+        run_config={},
+        resolved_op_selection=None,
+        step_keys_to_execute=None,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags=tags,
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repository.asset_graph,
+    )
+    print(f"== {job_name}[{month}]: run {run.run_id}", file=stream)
+    instance.launch_run(run.run_id, context)
+    cursor = None
+    try:
+        while True:
+            connection = instance.get_records_for_run(run.run_id, cursor=cursor, limit=500)
+            for record in connection.records:
+                _print_event(record, stream)
+            cursor = connection.cursor
+            current = instance.get_run_by_id(run.run_id)
+            if current.is_finished and not connection.has_more:
+                return current
+            if not connection.records:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(f"interrupted: terminating run {run.run_id}", file=stream)
+        instance.run_launcher.terminate(run.run_id)
+        raise
+
+
+def run_pipeline(month: str, stream=sys.stdout) -> dict[str, dict]:
+    """Materialize everything month ``month`` needs; return each model's validation metrics."""
+    init(stream=open(os.devnull, "w"))
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    from taxi_assets import months
+
+    months.parse(month)
+    with dg.DagsterInstance.get() as instance:
+        print(
+            f"Dagster instance: {os.environ['DAGSTER_HOME']}; data root: {SETTINGS.type_root}; "
+            f"source: {SETTINGS.data_source}",
+            file=stream,
+        )
+        target = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)])
+        with WorkspaceProcessContext(instance, target) as process_context:
+            context = process_context.create_request_context()
+            errors = context.get_code_location_error(LOCATION_NAME)
+            if errors is not None:
+                raise SystemExit(f"taxi-assets run: the code location does not load: {errors.message}")
+            launches = [("prepare_month", m) for m in months.previous_months(month, SETTINGS.train_months)]
+            for job_name, partition in [*launches, ("taxi_pipeline", month)]:
+                run = launch_and_wait(context, instance, job_name, partition, stream)
+                if run.status != dg.DagsterRunStatus.SUCCESS:
+                    print(
+                        f"\n{job_name}[{partition}] ended {run.status.value}: see "
+                        f"{SETTINGS.ui_base_url}/runs/{run.run_id} (make dev)",
+                        file=stream,
+                    )
+                    raise SystemExit(1)
+        table = model_metrics(instance, month)
+    print_leaderboard(month, table, stream)
+    return table
+
+
+def model_metrics(instance, month: str) -> dict[str, dict]:
+    """Each model's latest materialization metadata for ``month``."""
+    import dagster as dg
+
+    from taxi_assets.ml.estimators import ESTIMATORS
+
+    table = {}
+    for name in ESTIMATORS:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[month]), limit=1
+        ).records
+        if records:
+            metadata = records[0].asset_materialization.metadata
+            table[name] = {k: getattr(v, "value", v) for k, v in metadata.items()}
+    return table
+
+
+def print_leaderboard(month: str, table: dict[str, dict], stream=sys.stdout) -> None:
+    rows = sorted(table.items(), key=lambda item: item[1].get("rmse", float("inf")))
+    print(f"\nValidation RMSE on {month} (minutes), best first:", file=stream)
+    print(f"{'model':<20}{'rmse':>10}{'mae':>10}{'r2':>10}{'baseline':>10}{'seconds':>10}", file=stream)
+    for name, m in rows:
+        print(
+            f"{name:<20}{m.get('rmse', float('nan')):>10.4f}{m.get('mae', float('nan')):>10.4f}"
+            f"{m.get('r2', float('nan')):>10.4f}{m.get('baseline_rmse', float('nan')):>10.4f}"
+            f"{m.get('train_seconds', float('nan')):>10.1f}",
+            file=stream,
+        )
+
+
+class RequestError(ValueError):
+    """A ``predict`` request that cannot be scored (exit code 2)."""
+
+
+RIDE_FLAGS = {"pu": ("--pu", "PULocationID"), "do": ("--do", "DOLocationID"), "distance": ("--distance", "trip_distance")}
+
+
+def request_records(pu: str | None, do: str | None, distance: str | None, json_file: str | None) -> list[dict]:
+    """The records a ``predict`` invocation asks for, validated (raises :class:`RequestError`)."""
+    from taxi_assets.ml.features import InvalidRequestError, validate_request
+    from taxi_assets.registry.serving import records_from_json
+
+    given = {key: value for key, value in {"pu": pu, "do": do, "distance": distance}.items() if value is not None}
+    if json_file is not None:
+        if given:
+            flags = ", ".join(RIDE_FLAGS[k][0] for k in given)
+            raise RequestError(f"give either --json FILE or --pu/--do/--distance, not both (got --json and {flags})")
+        path = Path(json_file)
+        try:
+            document = json.loads(path.read_text())
+        except OSError as exc:
+            raise RequestError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise RequestError(f"{path} is not valid JSON: {exc}") from None
+        try:
+            records = records_from_json(document)
+        except ValueError as exc:
+            raise RequestError(f"{path}: {exc}") from None
+    else:
+        missing = [f"{flag} ({field})" for key, (flag, field) in RIDE_FLAGS.items() if key not in given]
+        if missing:
+            raise RequestError(
+                f"missing {', '.join(missing)}: give --pu, --do and --distance for one ride, or --json FILE"
+            )
+        records = [{RIDE_FLAGS[key][1]: value for key, value in given.items()}]
+    try:
+        validate_request(records)
+    except InvalidRequestError as exc:
+        raise RequestError(str(exc)) from None
+    return records
+
+
+def predict_rides(records: list[dict], model_uri: str | None = None, tracking_uri: str | None = None):
+    """``(LoadedModel, minutes)`` for validated ``records`` (model: the champion by default).
+
+    Raises :class:`taxi_assets.registry.serving.ModelNotFoundError` when the model is not there.
+    """
+    import pandas as pd
+
+    from taxi_assets.ml.features import REQUEST_FIELDS
+    from taxi_assets.registry.names import champion_uri
+    from taxi_assets.registry.serving import load_model
+
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or SETTINGS.mlflow_tracking_uri
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    loaded = load_model(model_uri or champion_uri(SETTINGS.taxi_type), tracking_uri)
+    frame = pd.DataFrame(records)
+    typed = pd.DataFrame(
+        {
+            name: pd.to_numeric(frame[name]).astype("int64" if name.endswith("LocationID") else "float64")
+            for name in REQUEST_FIELDS
+        }
+    )
+    return loaded, [float(m) for m in loaded.model.predict(typed)]
+
+
+def predict_command(args, stdout=None, stderr=None) -> int:
+    """``taxi-assets predict``: 0 and the minutes, 2 on a bad request, 1 when no model is there."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    from taxi_assets.ml.features import InvalidRequestError
+    from taxi_assets.registry.serving import ModelNotFoundError
+
+    try:
+        records = request_records(args.pu, args.do, args.distance, args.json_file)
+        loaded, minutes = predict_rides(records, args.model_uri)
+    except (RequestError, InvalidRequestError) as exc:
+        print(f"taxi-assets predict: error: {getattr(exc, 'message', None) or exc}", file=stderr)
+        return 2
+    except ModelNotFoundError as exc:
+        print(f"taxi-assets predict: error: {exc}", file=stderr)
+        return 1
+    if args.output == "json":
+        version = int(loaded.version) if loaded.version else None
+        print(json.dumps({"model_uri": loaded.model_uri, "model_version": version, "predictions": minutes}), file=stdout)
+    elif args.json_file is None:
+        print(f"{minutes[0]:.2f}", file=stdout)
+    else:
+        for record, value in zip(records, minutes):
+            print(
+                f"PU {record['PULocationID']} -> DO {record['DOLocationID']}, {record['trip_distance']} mi: {value:.2f} min",
+                file=stdout,
+            )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="taxi-assets", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create DAGSTER_HOME with the embedded instance config (make dev runs it)")
+    run = sub.add_parser("run", help="materialize the whole graph for one validation month")
+    run.add_argument("--month", default="2024-02", help="validation month YYYY-MM (default 2024-02)")
+    predict = sub.add_parser(
+        "predict",
+        help="predict trip minutes with the champion model",
+        description="Predict trip durations (minutes) with the registered champion model, or --model-uri.",
+    )
+    predict.add_argument("--pu", metavar="ID", help="pickup TLC zone id (PULocationID, 1..265)")
+    predict.add_argument("--do", metavar="ID", help="dropoff TLC zone id (DOLocationID, 1..265)")
+    predict.add_argument("--distance", metavar="MILES", help="trip distance in miles (trip_distance, >= 0)")
+    predict.add_argument(
+        "--json", dest="json_file", metavar="FILE",
+        help='records to score: {"dataframe_records": [...]}, a list of records, or one record',
+    )  # fmt: skip
+    predict.add_argument("--model-uri", help="MLflow model URI (default models:/taxi-trip-duration-<taxi type>@champion)")
+    predict.add_argument(
+        "--output", choices=["text", "json"], default="text",
+        help="text: minutes (one ride) or one line per ride; json: {model_uri, model_version, predictions}",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.command == "init":
+        init()
+    elif args.command == "run":
+        run_pipeline(args.month)
+    elif args.command == "predict":
+        return predict_command(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The automation condition every asset after ``raw_trips`` carries: do only work that can succeed.
+
+``retrain_condition()`` requests a month of an asset when one of its inputs was updated (or the
+month newly appeared), once none of its inputs is missing or in progress and every blocking
+check upstream passed. Unlike ``AutomationCondition.eager()`` it is not limited to the latest
+month, so backfilling ``raw_trips`` for old months also retrains those months.
+
+Two refinements make sure nothing is launched to fail:
+
+* months before the first trainable month (``TAXI_START_MONTH`` + ``TAXI_TRAIN_MONTHS``) are
+  never requested for the training tier (``training_set`` and everything after it): their
+  training window reaches before the first partition;
+* an input partition that can never exist (the training tier before the first trainable
+  month) does not count as missing, and ``data_drift``'s input from the previous month's
+  champion is optional: drift runs without it and runs again when it arrives.
+
+:class:`UntrainableMonth` is an arbitrary-Python condition, so the automation sensor evaluates
+on the code server (``use_user_code_server=True``).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from taxi_assets.defs.partitions import FIRST_TRAINABLE_MONTH, monthly_partitions
+
+RAW = dg.AssetKey("raw_trips")
+CLEANED = dg.AssetKey("cleaned_trips")
+DATA_TIER = frozenset({RAW, CLEANED})
+PREVIOUS_CHAMPION = dg.AssetKey("champion_model")
+
+
+class UntrainableMonth(dg.AutomationCondition):
+    """True for training-tier months before the first trainable month (they cannot exist)."""
+
+    @property
+    def name(self) -> str:
+        return f"before_first_trainable_month({FIRST_TRAINABLE_MONTH})"
+
+    @property
+    def description(self) -> str:
+        return f"Training-tier month before {FIRST_TRAINABLE_MONTH}: its training window precedes the first partition"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        candidates = context.candidate_subset
+        if context.key in DATA_TIER:
+            return dg.AutomationResult(context, true_subset=context.asset_graph_view.get_empty_subset(key=context.key))
+        early = {m for m in monthly_partitions.get_partition_keys() if m < FIRST_TRAINABLE_MONTH}
+        return dg.AutomationResult(context, true_subset=candidates.compute_intersection_with_partition_keys(early))
+
+
+def retrain_condition(ignore_missing: tuple[dg.AssetKey, ...] = ()) -> dg.AutomationCondition:
+    """``eager()`` for every month, for months that can succeed (see the module docstring).
+
+    ``ignore_missing``: inputs whose absence does not hold the asset back (optional inputs).
+    """
+    missing_dep = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested() & ~UntrainableMonth()
+    )
+    if ignore_missing:
+        missing_dep = missing_dep.ignore(dg.AssetSelection.assets(*ignore_missing))
+    return (
+        (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+        & ~missing_dep.with_label("any_deps_missing")
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        & ~UntrainableMonth()
+    ).with_label("retrain_on_new_upstream_data")
+
+
+def condition_for(key: dg.AssetKey) -> dg.AutomationCondition | None:
+    """The automation condition of asset ``key`` (None for raw_trips: sensors start it)."""
+    if key == RAW:
+        return None
+    if key == dg.AssetKey("data_drift"):
+        return retrain_condition(ignore_missing=(PREVIOUS_CHAMPION,))
+    return retrain_condition()

@@ -1,0 +1,194 @@
+"""The embedded Dagster instance: its ``dagster.yaml`` and a run launcher the run monitor can ask.
+
+``taxi-assets init`` (run by ``make run`` / ``make dev``) writes ``$DAGSTER_HOME/dagster.yaml``
+from :data:`EMBEDDED_INSTANCE_YAML`: SQLite storage beside it (Dagster's default), no
+telemetry (offline-first), a run queue sized for a laptop, one model-training step at a time
+across all runs (the ``model_training`` pool: each fit already uses every core), and run
+monitoring with :class:`LocalRunLauncher`.
+
+Why a launcher of our own: Dagster's run monitor can only tell that a run's worker died when
+the run launcher answers ``check_run_worker_health``, and the default launcher (a subprocess
+of the code server) does not. So a run killed with ``kill -9`` (or the OOM killer) stayed
+STARTED forever and its step processes kept running as orphans. :class:`LocalRunLauncher`
+launches exactly like the default one and answers the health check from the process ids
+Dagster records on the run's events: the run worker's (``RUN_START``) and each step's
+(``STEP_START``). When the worker is gone, the step processes it left are terminated and the
+monitor marks the run FAILED (then ``run_failure_alert`` reports it). It only sees processes
+on its own machine, which is what the embedded instance is for; deployments on Kubernetes use
+their launcher's own health checks (deploy/dagster.yaml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
+from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+
+INSTANCE_MARKER = "# taxi-assets embedded instance"
+
+EMBEDDED_INSTANCE_YAML = f"""\
+{INSTANCE_MARKER} (written by `taxi-assets init`; rewritten when the project changes it;
+# delete this line to keep your own edits). Runs, events and schedules live in SQLite files
+# beside this one. Production: deploy/dagster.yaml (Postgres, run queue limits, retries).
+telemetry:
+  enabled: false
+
+# Sensors, automation and backfills queue runs; the daemon starts at most four at a time.
+run_queue:
+  max_concurrent_runs: 4
+  tag_concurrency_limits:
+    # two runs of the same month never write the same files at once
+    - key: dagster/partition
+      value:
+        applyLimitPerUniqueValue: true
+      limit: 1
+
+# Model steps (pool "model_training") run one at a time across all runs: each fit already uses
+# every core, and two side by side only fight over them.
+concurrency:
+  pools:
+    default_limit: 1
+
+# A run whose worker died (kill -9, out of memory) is marked FAILED within a poll interval and
+# its orphaned step processes are ended (taxi_assets.instance.LocalRunLauncher).
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 15
+
+run_launcher:
+  module: taxi_assets.instance
+  class: LocalRunLauncher
+"""
+
+
+def write_instance_yaml(home: Path) -> Path:
+    """Write ``home/dagster.yaml`` unless the user owns it (no marker line); returns its path."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if config.exists():
+        text = config.read_text()
+        if not text.startswith(INSTANCE_MARKER) or text == EMBEDDED_INSTANCE_YAML:
+            return config
+    config.write_text(EMBEDDED_INSTANCE_YAML)
+    return config
+
+
+# --- processes --------------------------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _boot_time() -> float | None:
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def process_start_time(pid: int) -> float | None:
+    """Unix time a process started (Linux ``/proc``), or None when unknown or gone."""
+    boot = _boot_time()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    if boot is None:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return boot + int(fields[19]) / _CLOCK_TICKS  # field 22 of stat: starttime in clock ticks
+
+
+def is_same_process(pid: int, started_before: float) -> bool:
+    """``pid`` is alive and is the process that logged an event at ``started_before`` (a pid
+    reused by a later process started after the event)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = process_start_time(pid)
+    if start is None:  # no /proc (macOS): alive is the best we know
+        return True
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z" and start <= started_before + 2.0
+
+
+def terminate(pids: list[int], grace_seconds: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL after ``grace_seconds``; returns the pids signalled."""
+    signalled = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+            signalled.append(pid)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(_alive(p) for p in signalled):
+        time.sleep(0.2)
+    for pid in signalled:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    return signalled
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class LocalRunLauncher(DefaultRunLauncher):
+    """The default launcher plus ``check_run_worker_health`` from the pids on the run's events."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def _pids(self, run_id: str, event_type: DagsterEventType) -> dict[str, tuple[int, float]]:
+        records = self._instance.get_records_for_run(run_id, of_type=event_type, limit=1000).records
+        found = {}
+        for record in records:
+            entry = record.event_log_entry
+            event = entry.dagster_event
+            if event is not None and event.pid is not None:
+                found[event.step_key or "run"] = (int(event.pid), entry.timestamp)
+        return found
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        workers = self._pids(run.run_id, DagsterEventType.RUN_START)
+        if not workers:  # not started yet: the start timeout covers runs that never start
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "run worker not started yet")
+        pid, started = workers["run"]
+        if is_same_process(pid, started):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {pid} is alive")
+        finished = set(self._pids(run.run_id, DagsterEventType.STEP_SUCCESS)) | set(
+            self._pids(run.run_id, DagsterEventType.STEP_FAILURE)
+        )
+        orphans = [
+            step_pid
+            for step, (step_pid, step_started) in self._pids(run.run_id, DagsterEventType.STEP_START).items()
+            if step not in finished and step_pid != pid and is_same_process(step_pid, step_started)
+        ]
+        ended = terminate(orphans)
+        message = f"run worker pid {pid} is gone (killed or out of memory)"
+        if ended:
+            message += f"; ended its orphaned step process(es) {', '.join(map(str, ended))}"
+        return CheckRunHealthResult(WorkerStatus.FAILED, message)

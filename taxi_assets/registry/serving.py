@@ -1,0 +1,179 @@
+"""Loading registered models for serving, and the request payloads of the scoring server.
+
+The champion of the latest month is always ``models:/taxi-trip-duration-green@champion``
+(``champion_model`` moves the alias), so the serving command never changes when a different
+estimator wins::
+
+    export MLFLOW_TRACKING_URI=sqlite:///$PWD/data/mlflow/mlflow.db   # or your tracking server
+    mlflow models serve -m "models:/taxi-trip-duration-green@champion" \\
+        --env-manager local -h 127.0.0.1 -p 5001
+
+``--env-manager local`` serves with the installed ``taxi_assets`` package (the model stores
+no copy of the code, see :mod:`taxi_assets.registry.pyfunc`). The alias is resolved when the
+server starts: restart it after a promotion. Bad requests are answered ``400`` with the
+model's own validation message (field and record), the same text as in Python, in
+``taxi-assets predict`` and in the ``predict`` job. No Dagster import here: the CLI and the
+``predict`` job share :func:`load_model`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+
+# --- loading a registered model ----------------------------------------------------------------
+
+
+class ModelNotFoundError(RuntimeError):
+    """The requested model (usually the champion) is not in the tracking store."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded pyfunc model and what it resolved to (for logs and run metadata)."""
+
+    model: Any  # mlflow.pyfunc.PyFuncModel
+    model_uri: str
+    tracking_uri: str
+    version: str | None  # registered version behind a models:/ URI, else None
+
+
+def parse_models_uri(model_uri: str) -> tuple[str, str | None, str | None] | None:
+    """``models:/name@alias`` -> (name, None, alias); ``models:/name/3`` -> (name, "3", None).
+
+    None for any other URI (runs:/, a path, ...), which is then loaded without a registry check.
+    """
+    prefix = "models:/"
+    if not model_uri.startswith(prefix):
+        return None
+    rest = model_uri[len(prefix) :].strip("/")
+    if "@" in rest:
+        name, alias = rest.rsplit("@", 1)
+        return name, None, alias
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return name, version, None
+    return None
+
+
+def pipeline_hint() -> str:
+    return "run the pipeline first (`taxi-assets run --month 2024-02`, or materialize champion_model in Dagster)"
+
+
+def _missing_sqlite_store(tracking_uri: str) -> Path | None:
+    """The database file of a sqlite tracking URI when it does not exist (MLflow would create it)."""
+    from taxi_assets.registry.tracking import sqlite_path
+
+    file = sqlite_path(tracking_uri)
+    return None if file is None or file.exists() else file
+
+
+@contextlib.contextmanager
+def _without_type_hint_advice() -> Iterator[None]:
+    """Drop MLflow's "Add type hints to the `predict` method" warning while a model loads.
+
+    MLflow emits it when the model code first imports :class:`TripDurationModel` and forces
+    it with ``simplefilter("once")``, so ``-W ignore`` cannot silence it; it is advice for
+    the model's author, not for someone scoring rides. Other warnings pass through.
+    """
+    original = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if "Add type hints to the `predict` method" not in str(message):
+            original(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
+def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
+    """The registered version a ``models:/`` URI points to; raises ModelNotFoundError if none."""
+    parsed = parse_models_uri(model_uri)
+    if parsed is None:
+        return None
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    name, version, alias = parsed
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if alias is not None:
+            return str(client.get_model_version_by_alias(name, alias).version)
+        return str(client.get_model_version(name, version).version)
+    except MlflowException as exc:
+        from taxi_assets.registry.names import CHAMPION_ALIAS
+
+        first = (str(getattr(exc, "message", exc)).strip().splitlines() or [type(exc).__name__])[0]
+        if alias == CHAMPION_ALIAS:
+            raise ModelNotFoundError(
+                f"no champion registered yet: {model_uri} is not in the MLflow store {tracking_uri} "
+                f"(MLflow: {first}); {pipeline_hint()}"
+            ) from None
+        raise ModelNotFoundError(
+            f"no model {model_uri} in the MLflow store {tracking_uri} (MLflow: {first}); check the registered "
+            "name and version or alias in the MLflow UI"
+        ) from None
+
+
+def load_model(model_uri: str, tracking_uri: str) -> LoadedModel:
+    """Load ``model_uri`` with ``mlflow.pyfunc.load_model`` from the store at ``tracking_uri``.
+
+    Checks first that the store exists and that a ``models:/`` URI resolves, so "nothing
+    trained yet" is one :class:`ModelNotFoundError` telling to run the pipeline, not MLflow's
+    stack trace (and no empty sqlite store is created as a side effect).
+    """
+    missing = _missing_sqlite_store(tracking_uri)
+    if missing is not None:
+        raise ModelNotFoundError(
+            f"no MLflow store at {missing} (tracking URI {tracking_uri}), so no model {model_uri}: {pipeline_hint()} "
+            "or set MLFLOW_TRACKING_URI to the store that holds it"
+        )
+    version = resolve_version(model_uri, tracking_uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from taxi_assets.registry.tracking import tracking_uri_set
+
+    with tracking_uri_set(tracking_uri), _without_type_hint_advice():
+        try:
+            model = mlflow.pyfunc.load_model(model_uri)
+        except (MlflowException, OSError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelNotFoundError(f"cannot load {model_uri} from {tracking_uri}: {first}") from None
+    return LoadedModel(model=model, model_uri=model_uri, tracking_uri=tracking_uri, version=version)
+
+
+# --- request payloads -------------------------------------------------------------------------
+
+
+def payload(records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> dict:
+    """The scoring server's JSON body for ``records`` (``{"dataframe_records": [...]}``)."""
+    if isinstance(records, Mapping):
+        records = [records]
+    return {"dataframe_records": [dict(r) for r in records]}
+
+
+def records_from_json(document: Any) -> list[dict]:
+    """Records from any of the accepted JSON shapes: the server payload
+    ``{"dataframe_records": [...]}``, a list of records, or one record."""
+    if isinstance(document, dict) and "dataframe_records" in document:
+        document = document["dataframe_records"]
+    if isinstance(document, dict):
+        document = [document]
+    if not isinstance(document, list) or not all(isinstance(r, dict) for r in document):
+        raise ValueError(
+            'expected {"dataframe_records": [{...}, ...]}, a list of records or one record '
+            "{PULocationID, DOLocationID, trip_distance}"
+        )
+    return document
+
+

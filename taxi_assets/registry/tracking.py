@@ -1,0 +1,357 @@
+"""MLflow tracking of model materializations, in plain Python (the Dagster resource is a thin
+shell around :class:`TrackingStore`).
+
+Layout: one MLflow run per model materialization (tags ``dagster.run_id``,
+``dagster.asset_key``, ``dagster.partition``, ``estimator``; params = the tuning config and
+the best hyperparameters; metrics = validation rmse/mse/mae/r2, baseline, seconds; the logged
+pyfunc model, registered as a new version of the estimator's registered model), and under it
+one child run per hyperopt trial. Every run ends FINISHED when the block completes and FAILED
+(KILLED on Ctrl-C) when it raises; only a killed process (SIGKILL, OOM) can leave one RUNNING.
+
+Outages fail fast and named. MLflow's HTTP client waits 120 s per request and retries seven
+times by default (a dead server stalled a step for 15 minutes); a store here answers within
+``request_timeout`` seconds and ``max_retries`` retries, set through MLflow's own
+``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` unless the user set
+them, and :meth:`TrackingStore.check_reachable` probes the store before a model trains, so a
+store that is down costs seconds, not a training run, and the error names its URI
+(:class:`TrackingStoreUnavailable`, a transient error the step's retry policy retries).
+
+No lock is shared between deployments: the only lock is a file beside a *local* sqlite store,
+held while that store and its experiment are created (two processes running a fresh store's
+migrations at once fail), so deployments with their own stores never wait for each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taxi_assets.registry.names import ASSET_KEY_TAG, PARTITION_TAG, RUN_ID_TAG
+
+if TYPE_CHECKING:
+    from taxi_assets.ml.tuning import TrialResult, TuningResult
+
+SQLITE_PREFIX = "sqlite:///"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+
+
+class TrackingStoreUnavailable(RuntimeError):
+    """The MLflow tracking store cannot be reached (network, timeout, 5xx): worth retrying later."""
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for servers and in-memory stores)."""
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return None
+    path = tracking_uri[len(SQLITE_PREFIX) :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).expanduser()
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without a password (``https://user:secret@host`` -> ``https://user:***@host``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[-1]}"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
+
+
+@contextlib.contextmanager
+def tracking_uri_set(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking (and registry) URI at ``tracking_uri``, then
+    restore exactly what was there (the explicit setting and the ``MLFLOW_TRACKING_URI``
+    variable, which ``mlflow.set_tracking_uri`` also writes)."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    explicit = getattr(tracking_utils, "_tracking_uri", None)
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(explicit)
+        if variable is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
+
+
+@contextlib.contextmanager
+def _store_lock(db: Path) -> Iterator[None]:
+    """An exclusive lock beside a local sqlite store (per store, never machine-wide)."""
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _quiet_mlflow_logs() -> None:
+    """MLflow's INFO chatter ("Registered model ... already exists", run links, progress bars)
+    tells a pipeline user nothing: the asset metadata names the run, model and version."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "mlflow.tracking", "mlflow.store", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class TrackingStore:
+    """One MLflow tracking store and experiment, as the pipeline uses them."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        artifact_location: str | None = None,
+        *,
+        request_timeout: int = 15,
+        max_retries: int = 2,
+    ):
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.artifact_location = artifact_location or None
+        self.request_timeout = int(request_timeout)
+        self.max_retries = int(max_retries)
+        self._experiment_id: str | None = None
+        _quiet_mlflow_logs()
+        # MLflow reads these on every request; a user's own values win.
+        os.environ.setdefault(TIMEOUT_VARIABLE, str(self.request_timeout))
+        os.environ.setdefault(RETRIES_VARIABLE, str(self.max_retries))
+
+    @property
+    def label(self) -> str:
+        return redact_uri(self.tracking_uri)
+
+    @property
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def check_reachable(self) -> None:
+        """Raise :class:`TrackingStoreUnavailable` naming the URI unless the store answers."""
+        if sqlite_path(self.tracking_uri) is not None:
+            return  # a local file: creating it is part of experiment_id()
+        started = time.monotonic()
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is an outage here
+            raise TrackingStoreUnavailable(
+                f"MLflow tracking store {self.label} is unreachable ({type(exc).__name__}: {_first_line(exc)}) "
+                f"after {time.monotonic() - started:.0f}s; check MLFLOW_TRACKING_URI and that the server is up"
+            ) from None
+
+    def experiment_id(self) -> str:
+        """The experiment's id, created with the artifact location if it does not exist."""
+        if self._experiment_id is not None:
+            return self._experiment_id
+        db = sqlite_path(self.tracking_uri)
+        with _store_lock(db) if db is not None else contextlib.nullcontext():
+            self._experiment_id = self._get_or_create_experiment()
+        return self._experiment_id
+
+    def _get_or_create_experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            try:
+                return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+            except MlflowException:  # another process created it first (a server store)
+                experiment = client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            raise RuntimeError(
+                f"MLflow experiment {self.experiment_name!r} (id {experiment.experiment_id}) at {self.label} is "
+                f"deleted: restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) "
+                "or set MLFLOW_EXPERIMENT_NAME to another name"
+            )
+        return experiment.experiment_id
+
+    @contextlib.contextmanager
+    def model_run(self, *, estimator: str, tags: dict[str, str], run_name: str) -> Iterator[ModelRun]:
+        """The MLflow run of one model materialization, active (fluent) inside the block.
+
+        Ends FINISHED when the block completes, FAILED (KILLED on Ctrl-C) when it raises,
+        with the error's first line as the ``error`` tag.
+        """
+        import mlflow
+
+        self.check_reachable()
+        experiment_id = self.experiment_id()
+        client = self.client
+        run_tags = {**{k: _tag_value(v) for k, v in tags.items()}, "estimator": estimator}
+        created = client.create_run(experiment_id, run_name=run_name, tags=run_tags)
+        run_id = created.info.run_id
+        status = "FAILED"
+        with tracking_uri_set(self.tracking_uri):
+            try:
+                mlflow.start_run(run_id=run_id)
+                yield ModelRun(self, run_id, experiment_id, run_tags)
+                status = "FINISHED"
+            except BaseException as exc:
+                status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                with contextlib.suppress(Exception):
+                    client.set_tag(run_id, "error", _tag_value(f"{type(exc).__name__}: {_first_line(exc)}"))
+                raise
+            finally:
+                _end(client, run_id, status)
+
+    def register(self, name: str, model_uri: str, run_id: str | None, tags: dict[str, str], description: str = ""):
+        """A new version of registered model ``name`` for ``model_uri`` (the name is created if
+        missing), through the client so no "already exists" notice is printed."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            with contextlib.suppress(MlflowException):  # created meanwhile by another process
+                client.create_registered_model(name, description=description or None)
+        model_id = None
+        if model_uri.startswith("models:/m-"):
+            model_id = model_uri[len("models:/") :].split("/", 1)[0]
+        return client.create_model_version(
+            name, source=model_uri, run_id=run_id, tags={k: _tag_value(v) for k, v in tags.items()}, model_id=model_id
+        )
+
+
+def _end(client, run_id: str, status: str) -> None:
+    """End ``run_id`` with ``status`` (the fluent run too, so its stack is popped); never leave
+    it RUNNING even if ending it the usual way failed."""
+    import mlflow
+
+    try:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run(status)
+        else:
+            client.set_terminated(run_id, status)
+    finally:
+        with contextlib.suppress(Exception):
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "FAILED")
+
+
+def _tag_value(value: Any) -> str:
+    return str(value)[:5000]
+
+
+def _params(values: dict[str, Any]):
+    from mlflow.entities import Param
+
+    return [Param(str(k), _tag_value(v)) for k, v in values.items()]
+
+
+class ModelRun:
+    """The MLflow run of one model materialization (active while the model trains)."""
+
+    def __init__(self, store: TrackingStore, run_id: str, experiment_id: str, tags: dict[str, str]):
+        self.store = store
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.tags = tags
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        """The asset's run config, as ``config.<name>`` params."""
+        self.store.client.log_batch(self.run_id, params=_params({f"config.{k}": v for k, v in config.items()}))
+
+    def log_trial(self, trial: TrialResult) -> str:
+        """One hyperopt trial as a finished child run (params, rmse, best_rmse, seconds)."""
+        from mlflow.entities import Metric
+
+        client = self.store.client
+        now = int(time.time() * 1000)
+        child = client.create_run(
+            self.experiment_id,
+            start_time=now - int(trial.seconds * 1000),
+            run_name=f"{self.tags['estimator']}-trial-{trial.index:03d}",
+            tags={**self.tags, PARENT_RUN_TAG: self.run_id, "trial": str(trial.index), "trials_total": str(trial.total)},
+        )
+        run_id = child.info.run_id
+        status = "FAILED"
+        try:
+            client.log_batch(
+                run_id,
+                metrics=[
+                    Metric("rmse", float(trial.loss), now, 0),
+                    Metric("best_rmse", float(trial.best_loss), now, 0),
+                    Metric("seconds", float(trial.seconds), now, 0),
+                ],
+                params=_params(trial.params),
+            )
+            status = "FINISHED"
+        finally:
+            client.set_terminated(run_id, status, end_time=now)
+        return run_id
+
+    def log_result(self, result: TuningResult, input_example, registered_model_name: str, model_name: str = "model"):
+        """Best params, validation metrics, the trials table, and the pyfunc model registered as
+        a new version of ``registered_model_name``. Returns ``(ModelInfo, ModelVersion)``."""
+        from mlflow.entities import Metric
+
+        from taxi_assets.registry.pyfunc import log_predictor
+
+        client = self.store.client
+        now = int(time.time() * 1000)
+        metrics = {
+            **result.metrics,
+            "baseline_rmse": result.baseline_rmse,
+            "train_seconds": result.train_seconds,
+            "trials": len(result.trials),
+        }
+        client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=_params({**result.best_params, **{f"fit.{k}": v for k, v in result.fit_options.items()}}),
+        )
+        trials = [
+            {"trial": t.index, "rmse": t.loss, "best_rmse": t.best_loss, "seconds": t.seconds, "params": t.params}
+            for t in result.trials
+        ]
+        client.log_text(self.run_id, json.dumps(trials, indent=1), "trials.json")
+        info = log_predictor(
+            result.predictor,
+            model_name,
+            input_example,
+            tags={"estimator": result.estimator, PARTITION_TAG: self.tags.get(PARTITION_TAG, "")},
+        )
+        version = self.store.register(
+            registered_model_name,
+            info.model_uri,
+            self.run_id,
+            tags={
+                PARTITION_TAG: self.tags.get(PARTITION_TAG, ""),
+                RUN_ID_TAG: self.tags.get(RUN_ID_TAG, ""),
+                ASSET_KEY_TAG: self.tags.get(ASSET_KEY_TAG, ""),
+                "mlflow_run_id": self.run_id,
+                "validation_rmse": f"{result.metrics['rmse']:.6f}",
+                "beats_baseline": str(result.beats_baseline).lower(),
+            },
+            description=f"{result.estimator} models of the taxi trip-duration pipeline, one version per trained month.",
+        )
+        return info, version

@@ -276,7 +276,7 @@ def profile_case(model_uri: str, tracking_uri: str) -> None:
     from mlflow.pyfunc import scoring_server
 
     from taxi_assets.ml.features import validate_request
-    from taxi_assets.serving.online import load_model
+    from taxi_assets.registry.serving import load_model
 
     warnings.simplefilter("ignore")
     loaded = load_model(model_uri, tracking_uri)
@@ -303,7 +303,7 @@ def profile_case(model_uri: str, tracking_uri: str) -> None:
 
 def project_champion() -> tuple[str, str, str] | None:
     """``(model_uri, tracking_uri, label)`` of the project's registered champion, if any."""
-    from taxi_assets.serving.online import ModelNotFoundError, resolve_version
+    from taxi_assets.registry.serving import ModelNotFoundError, resolve_version
     from taxi_assets.settings import SETTINGS
 
     uri = f"models:/taxi-trip-duration-{SETTINGS.taxi_type}@champion"
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     c.use_ml_core_only()  # the parent needs no Dagster definitions, only the serving helpers
-    from taxi_assets.serving.online import ScoringServer
+    from taxi_assets_tests.scoring_server import ScoringServer
 
     print(c.machine())
     rows = []

@@ -12,6 +12,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
 _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="taxi-tests-"))
 
+os.environ["TAXI_IGNORE_DOTENV"] = "1"  # the developer's .env never reaches the tests
+os.environ["TAXI_RETRY_DELAY_SECONDS"] = "1"  # transient-failure retries stay real, but quick
 os.environ["TAXI_DATA_SOURCE"] = str(SHARED_DATA)
 os.environ["TAXI_DATA_ROOT"] = str(_SESSION_ROOT / "data")
 os.environ["DAGSTER_HOME"] = str(_SESSION_ROOT / "dagster_home")
@@ -24,10 +26,10 @@ Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 import dagster as dg  # noqa: E402
 import pytest  # noqa: E402
 
-from taxi_assets.resources.data_source import TlcDataSource  # noqa: E402
-from taxi_assets.resources.io_manager import TaxiIOManager  # noqa: E402
-from taxi_assets.resources.mlflow import build_mlflow_resource  # noqa: E402
-from taxi_assets.resources.notifications import AlertNotifier  # noqa: E402
+from taxi_assets.defs.resources.data_source import TlcDataSource  # noqa: E402
+from taxi_assets.defs.resources.io_manager import TaxiIOManager  # noqa: E402
+from taxi_assets.defs.resources.tracking import MlflowTracking  # noqa: E402
+from taxi_assets.defs.resources.notifier import AlertNotifier  # noqa: E402
 
 if not (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
     raise RuntimeError(
@@ -43,7 +45,7 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def io_manager(tmp_path) -> TaxiIOManager:
-    return TaxiIOManager(base_dir=str(tmp_path / "outputs"))
+    return TaxiIOManager(data_root=str(tmp_path / "outputs"))
 
 
 @pytest.fixture
@@ -69,15 +71,15 @@ def resources(io_manager, mlflow_store) -> dict:
     return {
         "io_manager": io_manager,
         "data_source": TlcDataSource(base=str(SHARED_DATA), backoff_seconds=0.01),
-        "mlflow": build_mlflow_resource(**mlflow_store),
+        "mlflow": MlflowTracking(**mlflow_store),
         "notifier": AlertNotifier(),
     }
 
 
 @pytest.fixture(autouse=True)
 def _restore_mlflow_tracking_uri():
-    """dagster-mlflow calls ``mlflow.set_tracking_uri``, which also writes MLFLOW_TRACKING_URI:
-    without this, one test's temporary store would leak into every later test and subprocess."""
+    """``mlflow.set_tracking_uri`` also writes MLFLOW_TRACKING_URI: a test that sets it must not
+    leak its temporary store into every later test and subprocess."""
     variable = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     import sys

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from taxi_assets.assets.serving import CHAMPION_ALIAS, champion_model_name, champion_uri
+from taxi_assets.registry.names import CHAMPION_ALIAS, champion_model_name, champion_uri
 from taxi_assets.ml import vectorize
 from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
 from taxi_assets.ml.predictor import TripDurationPredictor
@@ -74,8 +74,8 @@ def register_champion(predictor: TripDurationPredictor, root: Path, name: str) -
     from mlflow.tracking import MlflowClient
 
     from taxi_assets.resources.mlflow import ensure_experiment
-    from taxi_assets.serving.online import tracking_uri_set
-    from taxi_assets.serving.pyfunc import log_predictor
+    from taxi_assets.registry.tracking import tracking_uri_set
+    from taxi_assets.registry.pyfunc import log_predictor
 
     tracking_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     artifact_location = (root / "mlflow" / "artifacts").as_uri()

@@ -9,13 +9,13 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from taxi_assets.automation.alerts import (
+from taxi_assets.defs.automation.alerts import (
     alert_sensors,
     asset_check_failure_alert,
     freshness_alert,
     run_failure_alert,
 )
-from taxi_assets.resources.notifications import AlertNotifier, notifier_from_env
+from taxi_assets.defs.resources.notifier import AlertNotifier, notifier_from_env
 from taxi_assets_tests.helpers import WebhookServer, closed_port, serving, smtp_serving
 
 UI = "http://127.0.0.1:3000"

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from taxi_assets.io.atomic import TEMP_PREFIX
-from taxi_assets.resources.io_manager import TaxiIOManager
+from taxi_assets.defs.resources.io_manager import TaxiIOManager
 
 REPO = Path(__file__).resolve().parents[1]
 

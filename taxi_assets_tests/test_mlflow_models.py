@@ -20,11 +20,12 @@ from taxi_assets.assets.models import build_model_asset, example_records, model_
 from taxi_assets.ml.estimators import ESTIMATORS, EstimatorSpec
 from taxi_assets.ml.features import InvalidRequestError
 from taxi_assets.ml.tuning import tune
-from taxi_assets.partitions import monthly_partitions
-from taxi_assets.resources.io_manager import TaxiIOManager
+from taxi_assets.defs.partitions import monthly_partitions
+from taxi_assets.defs.resources.io_manager import TaxiIOManager
 from taxi_assets.resources.mlflow import MLFLOW_RESOURCE_KEY, build_mlflow_resource, ensure_experiment
-from taxi_assets.serving.online import ScoringServer
-from taxi_assets.serving.pyfunc import REQUEST_METADATA, log_predictor, registered_model_name
+from taxi_assets_tests.scoring_server import ScoringServer
+from taxi_assets.registry.names import registered_model_name
+from taxi_assets.registry.pyfunc import REQUEST_METADATA, log_predictor
 from taxi_assets.settings import SETTINGS
 from taxi_assets_tests.model_fixtures import reference, reference_training_set  # noqa: F401 (fixtures)
 

@@ -34,9 +34,9 @@ def meta(result, key: str) -> dict:
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory, shared_data):
     """Materialize the reference window once for the module (the expensive part)."""
-    from taxi_assets.resources.data_source import TlcDataSource
-    from taxi_assets.resources.io_manager import TaxiIOManager
-    from taxi_assets.resources.notifications import AlertNotifier
+    from taxi_assets.defs.resources.data_source import TlcDataSource
+    from taxi_assets.defs.resources.io_manager import TaxiIOManager
+    from taxi_assets.defs.resources.notifier import AlertNotifier
 
     root = tmp_path_factory.mktemp("graph")
     store = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": (root / "artifacts").as_uri()}

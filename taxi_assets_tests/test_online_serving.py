@@ -13,16 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_assets.serving import cli
-from taxi_assets.serving.online import (
-    ScoringClient,
-    ScoringError,
-    ScoringServer,
-    parse_models_uri,
-    payload,
-    records_from_json,
-    serve_command,
-)
+from taxi_assets import cli
+from taxi_assets.registry.serving import parse_models_uri, payload, records_from_json
+from taxi_assets_tests.scoring_server import ScoringClient, ScoringError, ScoringServer, serve_command
 from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion  # noqa: F401 (fixture)
 
 def random_rides(n: int, seed: int = 11) -> list[dict]:

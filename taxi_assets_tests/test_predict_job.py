@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taxi_assets.serving.jobs import (
+from taxi_assets.defs.serving.predict_job import (
     MODEL_REGISTRY_KEY,
     MAX_RECORDS,
     predict_job,
@@ -24,7 +24,7 @@ from taxi_assets.serving.jobs import (
     predictions_from_metadata,
     read_predictions,
 )
-from taxi_assets.serving.online import free_port
+from taxi_assets_tests.scoring_server import free_port
 from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion, data_dir  # noqa: F401 (fixture)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import pytest
 
 from taxi_assets.assets.ingestion import raw_trips
 from taxi_assets.assets.preparation import cleaned_trips, training_set
-from taxi_assets.resources.data_source import TlcDataSource
+from taxi_assets.defs.resources.data_source import TlcDataSource
 from taxi_assets_tests.test_download import TLCServer
 
 ASSETS = [raw_trips, cleaned_trips, training_set]

@@ -14,7 +14,7 @@ from taxi_assets.assets.ingestion import raw_trips
 from taxi_assets.assets.preparation import cleaned_trips
 from taxi_assets.automation import triggers
 from taxi_assets.definitions import all_assets, defs
-from taxi_assets.resources.data_source import TlcDataSource
+from taxi_assets.defs.resources.data_source import TlcDataSource
 
 
 def requested(result) -> list[str]:

@@ -10,15 +10,27 @@ segment so each failure mode the downloader must survive has its own URL prefix:
     /html/<file>           200 with an HTML page
     /empty/<file>          200 with an empty body
     /slow/<file>           sleeps longer than the client timeout before answering
+    /hang/<n>/<file>       200 with the whole file's Content-Length, sends n bytes, then hangs
+    /trickle/<file>        200, then one byte every 50 ms (never times out a single read)
+    /slowheaders/<file>    the status line and headers one byte every 50 ms
+    /chunked-garbage/<f>   chunked encoding whose first chunk-size line is /etc/passwd-like text
     /nohead/<file>         HEAD -> 405; GET with Range -> 206 (the month_available fallback)
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
+import os
+import re
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,9 +41,12 @@ from taxi_assets.io.download import (
     TLC_BASE_URL,
     CorruptFileError,
     DataSourceError,
+    DestinationError,
     DownloadError,
+    DownloadTimeoutError,
     FetchedMonth,
     MonthNotPublishedError,
+    StorageFullError,
     fetch_month,
     month_available,
     month_file_name,
@@ -42,6 +57,8 @@ DATA_DIR = data_dir()
 JAN = "green_tripdata_2024-01.parquet"
 DEC = "green_tripdata_2023-12.parquet"
 FAST = dict(backoff_seconds=0.01)  # keep retries quick
+# What a source must never get echoed into an error, a log line or an alert.
+PASSWD = b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 
 
 def sha256_of(path: Path) -> str:
@@ -59,6 +76,7 @@ class TLCServer:
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self._lock = threading.Lock()
         self._seen_flaky: set[str] = set()
+        self.release = threading.Event()  # set at teardown: hanging handlers return
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -128,6 +146,49 @@ class TLCServer:
                     self._send(200, page, "text/html", head)
                 elif mode == "empty":
                     self._send(200, b"", head=head)
+                elif mode == "hang":
+                    body = (DATA_DIR / name).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: int(parts[1])])
+                    self.wfile.flush()
+                    server.release.wait(30)
+                    self.close_connection = True
+                elif mode == "trickle":
+                    body = (DATA_DIR / name).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.flush()
+                    for i in range(200):  # 10 s at most
+                        if server.release.wait(0.05):
+                            break
+                        try:
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                        except OSError:
+                            break  # the client gave up
+                    self.close_connection = True
+                elif mode == "slowheaders":
+                    body = (DATA_DIR / name).read_bytes()
+                    head = f"HTTP/1.1 200 OK\r\nX-Padding: {'x' * 60}\r\nContent-Length: {len(body)}\r\n\r\n"
+                    for byte in head.encode():
+                        if server.release.wait(0.05):
+                            break
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            break
+                    self.close_connection = True
+                elif mode == "chunked-garbage":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(PASSWD[:40] + b"\r\n")
+                    self.wfile.flush()
+                    self.close_connection = True
                 elif mode == "slow":
                     time.sleep(1.0)
                     self._real_file(name, head)
@@ -152,6 +213,7 @@ def server():
     try:
         yield srv
     finally:
+        srv.release.set()
         srv.httpd.shutdown()
         srv.httpd.server_close()
         srv.thread.join(timeout=5)
@@ -300,7 +362,7 @@ def test_html_page_with_200_is_not_parquet(server, dest_with_good_dec):
         fetch_month(f"{server.base}/html", "green", "2024-01", dest_with_good_dec, **FAST)
     assert str(err.value) == (
         f"{JAN} from {server.base}/html/{JAN} is corrupt: "
-        "not a parquet file (starts with '<!DOCTYPE html>')"
+        "not a parquet file (no 'PAR1' magic bytes at the start; 54 bytes, looks like HTML)"
     )
     assert server.count(f"/html/{JAN}") == 1  # a complete-but-wrong body is not retried
     assert_only_good_dec_left(dest_with_good_dec)
@@ -338,14 +400,13 @@ def test_connection_refused_is_retried_then_download_error(dest_with_good_dec):
 
 
 def test_timeout_is_retried_then_download_error(server, dest_with_good_dec):
-    with pytest.raises(DownloadError) as err:
+    with pytest.raises(DownloadTimeoutError) as err:
         fetch_month(f"{server.base}/slow", "green", "2024-01", dest_with_good_dec,
                     timeout=0.2, retries=1, **FAST)
-    assert str(err.value).startswith(
+    assert str(err.value) == (
         f"could not download {JAN} from {server.base}/slow/{JAN} after 2 attempts; "
-        "last error: ReadTimeout: "
+        "last error: timed out: no response within 0.2 s"
     )
-    assert "Read timed out. (read timeout=0.2)" in str(err.value)
     assert server.count(f"/slow/{JAN}") == 2
     assert_only_good_dec_left(dest_with_good_dec)
 
@@ -445,3 +506,353 @@ def test_month_available_local_folder():
     assert month_available(str(DATA_DIR), "green", "2024-01") is True
     assert month_available(DATA_DIR.as_uri(), "green", "2024-02") is True
     assert month_available(str(DATA_DIR), "green", "2030-01") is False
+
+
+# ----------------------------------------------------------------------------- hanging sources
+#
+# A source that stops sending is a timeout (DownloadTimeoutError, a transient DownloadError the
+# raw_trips asset retries), reported within about ``timeout`` seconds per attempt: the socket
+# read timeout catches a silent server, the stall watchdog a trickle that keeps each read alive.
+
+
+@contextmanager
+def silent_listener():
+    """A TCP port that completes the handshake (kernel backlog) but never answers a byte."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextmanager
+def raw_reply_server(reply: bytes):
+    """A TCP server that answers every connection with ``reply`` (not HTTP) and closes it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        sock.close()
+
+
+@pytest.mark.parametrize("sent", [0, 1000])
+def test_headers_then_hang_is_a_timeout_not_a_corrupt_file(server, dest_with_good_dec, sent):
+    messages: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        fetch_month(f"{server.base}/hang/{sent}", "green", "2024-01", dest_with_good_dec,
+                    timeout=0.5, retries=1, log=messages.append, **FAST)
+    elapsed = time.monotonic() - started
+    size = (DATA_DIR / JAN).stat().st_size
+    url = f"{server.base}/hang/{sent}/{JAN}"
+    assert type(err.value) is DownloadTimeoutError  # retried by the asset, not "corrupt"
+    assert not isinstance(err.value, CorruptFileError)
+    message = str(err.value)
+    assert re.fullmatch(
+        re.escape(f"could not download {JAN} from {url} after 2 attempts; last error: timed out: ")
+        + re.escape("no data for 0.5 s after ") + r"(0|1,000)" + re.escape(f" of {size:,} bytes"),
+        message,
+    ), message
+    assert 0.9 < elapsed < 4.0  # two attempts of ~0.5 s, not minutes
+    assert server.count(f"/hang/{sent}/{JAN}") == 2
+    assert any("attempt 1/2 failed (timed out: no data for 0.5 s" in m for m in messages)
+    assert_only_good_dec_left(dest_with_good_dec)
+
+
+def test_trickling_source_is_stopped_by_the_stall_watchdog(server, dest_with_good_dec):
+    """One byte every 50 ms never trips a 0.5 s read timeout; the watchdog still ends it."""
+    started = time.monotonic()
+    with pytest.raises(DownloadTimeoutError) as err:
+        fetch_month(f"{server.base}/trickle", "green", "2024-01", dest_with_good_dec,
+                    timeout=0.5, retries=0, **FAST)
+    elapsed = time.monotonic() - started
+    size = (DATA_DIR / JAN).stat().st_size
+    assert re.fullmatch(
+        re.escape(f"could not download {JAN} from {server.base}/trickle/{JAN} after 1 attempt; last error: "
+                  "timed out: no data for 0.5 s after ") + r"[\d,]+" + re.escape(f" of {size:,} bytes"),
+        str(err.value),
+    ), str(err.value)
+    assert elapsed < 2.5
+    assert_only_good_dec_left(dest_with_good_dec)
+
+
+def test_trickled_headers_are_bounded_too(server, dest_with_good_dec):
+    """The response headers must arrive within ``timeout`` of the start, not just each byte."""
+    started = time.monotonic()
+    with pytest.raises(DownloadTimeoutError) as err:
+        fetch_month(f"{server.base}/slowheaders", "green", "2024-01", dest_with_good_dec,
+                    timeout=0.5, retries=0, **FAST)
+    assert str(err.value) == (
+        f"could not download {JAN} from {server.base}/slowheaders/{JAN} after 1 attempt; "
+        "last error: timed out: no response within 0.5 s"
+    )
+    assert time.monotonic() - started < 2.0  # the headers alone would take ~5 s
+    assert_only_good_dec_left(dest_with_good_dec)
+
+
+def test_server_that_accepts_but_never_answers_is_a_timeout(dest_with_good_dec):
+    with silent_listener() as base:
+        started = time.monotonic()
+        with pytest.raises(DownloadTimeoutError) as err:
+            fetch_month(base, "green", "2024-01", dest_with_good_dec, timeout=0.5, retries=1, **FAST)
+        elapsed = time.monotonic() - started
+        assert str(err.value) == (
+            f"could not download {JAN} from {base}/{JAN} after 2 attempts; "
+            "last error: timed out: no response within 0.5 s"
+        )
+        assert 0.9 < elapsed < 4.0
+        with pytest.raises(DownloadTimeoutError) as probe:
+            month_available(base, "green", "2024-01", timeout=0.5)
+        assert str(probe.value) == f"could not probe {JAN} at {base}/{JAN}: timed out: no response within 0.5 s"
+    assert_only_good_dec_left(dest_with_good_dec)
+
+
+# ----------------------------------------------------------------------------- no echoed content
+
+
+def test_non_http_answer_is_not_echoed(dest_with_good_dec):
+    """A source that is not an HTTP server (here it answers with /etc/passwd-like text)."""
+    with raw_reply_server(PASSWD) as base:
+        with pytest.raises(DownloadError) as err:
+            fetch_month(base, "green", "2024-01", dest_with_good_dec, timeout=2, retries=0, **FAST)
+        with pytest.raises(DownloadError) as probe:
+            month_available(base, "green", "2024-01", timeout=2)
+    for message in (str(err.value), str(probe.value)):
+        assert "root:x" not in message and "/bin/bash" not in message, message
+    assert str(err.value) == (
+        f"could not download {JAN} from {base}/{JAN} after 1 attempt; "
+        "last error: ConnectionError: the answer is not HTTP"
+    )
+    assert_only_good_dec_left(dest_with_good_dec)
+
+
+def test_garbage_chunked_body_is_not_echoed(server, dest_with_good_dec):
+    with pytest.raises(DownloadError) as err:
+        fetch_month(f"{server.base}/chunked-garbage", "green", "2024-01", dest_with_good_dec,
+                    retries=0, **FAST)
+    assert "root:x" not in str(err.value)
+    assert str(err.value) == (
+        f"could not download {JAN} from {server.base}/chunked-garbage/{JAN} after 1 attempt; "
+        "last error: connection broken after 0 bytes: ChunkedEncodingError: invalid chunked encoding"
+    )
+    assert_only_good_dec_left(dest_with_good_dec)
+
+
+def _source_with(tmp_path: Path, body: bytes) -> Path:
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    (source / JAN).write_bytes(body)
+    return source
+
+
+@pytest.mark.parametrize(
+    "body, kind",
+    [
+        (PASSWD * 30, "text"),
+        (b"  <!doctype html><html><title>root:x:0:0</title></html>", "HTML"),
+        (b'<?xml version="1.0"?><Error><Code>root:x:0:0</Code></Error>', "XML"),
+        (b'{"error": "root:x:0:0"}', "JSON"),
+        (gzip.compress(PASSWD), "gzip-compressed data"),
+        (b"\x00\x01\x02root:x:0:0\xff\xfe" * 10, "binary data"),
+    ],
+)
+def test_not_parquet_says_what_it_is_not_never_its_bytes(tmp_path, body, kind):
+    source = _source_with(tmp_path, body)
+    with pytest.raises(CorruptFileError) as err:
+        fetch_month(str(source), "green", "2024-01", tmp_path / "dest")
+    assert str(err.value) == (
+        f"{JAN} from {source / JAN} is corrupt: not a parquet file "
+        f"(no 'PAR1' magic bytes at the start; {len(body):,} bytes, looks like {kind})"
+    )
+    assert "root:x" not in str(err.value)
+    assert files_in(tmp_path / "dest") == []
+
+
+def test_unreadable_parquet_footer_is_named_by_class_not_by_pyarrow_text(tmp_path):
+    inner = PASSWD + b"secret-footer"
+    body = b"PAR1" + inner + struct.pack("<i", len(inner)) + b"PAR1"
+    source = _source_with(tmp_path, body)
+    with pytest.raises(CorruptFileError) as err:
+        fetch_month(str(source), "green", "2024-01", tmp_path / "dest")
+    assert str(err.value) == (
+        f"{JAN} from {source / JAN} is corrupt: parquet footer unreadable (OSError); "
+        f"{len(body):,} bytes"
+    )
+
+
+# ----------------------------------------------------------------------------- symlinks
+
+
+def test_symlink_leaving_the_source_folder_is_refused(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / JAN).symlink_to("/etc/passwd")
+    (source / DEC).symlink_to(DATA_DIR / DEC)  # a real parquet file, but outside the folder
+    dest = tmp_path / "dest"
+    for name, month in ((JAN, "2024-01"), (DEC, "2023-12")):
+        with pytest.raises(DataSourceError) as err:
+            fetch_month(str(source), "green", month, dest)
+        assert type(err.value) is DataSourceError
+        assert str(err.value) == (
+            f"{name} in the local source folder {source} is a symbolic link to a file outside "
+            "that folder; refusing to read it (put the file itself, or a link within the folder, there)"
+        )
+        with pytest.raises(DataSourceError) as probe:
+            month_available(str(source), "green", month)
+        assert str(probe.value) == str(err.value)
+    assert files_in(dest) == []
+    # a relative link climbing out of the folder is refused the same way
+    (source / JAN).unlink()
+    (source / JAN).symlink_to(Path("..") / "outside.parquet")
+    (tmp_path / "outside.parquet").write_bytes((DATA_DIR / JAN).read_bytes())
+    with pytest.raises(DataSourceError, match="is a symbolic link to a file outside that folder"):
+        fetch_month(str(source), "green", "2024-01", dest)
+
+
+def test_symlink_within_the_source_folder_is_followed(tmp_path):
+    source = tmp_path / "src"
+    (source / "archive").mkdir(parents=True)
+    (source / "archive" / "2024-01.parquet").write_bytes((DATA_DIR / JAN).read_bytes())
+    (source / JAN).symlink_to(Path("archive") / "2024-01.parquet")
+    linked_folder = tmp_path / "linked-src"  # the folder itself may be reached through a link
+    linked_folder.symlink_to(source)
+    for folder in (source, linked_folder):
+        got = fetch_month(str(folder), "green", "2024-01", tmp_path / "dest")
+        assert got.sha256 == sha256_of(DATA_DIR / JAN)
+        assert month_available(str(folder), "green", "2024-01") is True
+
+
+def test_source_that_is_not_a_regular_file_is_refused(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    os.mkfifo(source / JAN)  # opening a FIFO for reading would block forever
+    with pytest.raises(DataSourceError) as err:
+        fetch_month(str(source), "green", "2024-01", tmp_path / "dest")
+    assert str(err.value) == f"{JAN} in the local source folder {source} is not a regular file; refusing to read it"
+
+
+# ----------------------------------------------------------------------------- full or read-only destination
+#
+# Real file systems, no patched writes: a tmpfs of 64 KiB (ENOSPC) and a read-only tmpfs (EROFS)
+# mounted for the test (root only: CI runs as root), and RLIMIT_FSIZE in a child process (EFBIG,
+# treated like a full disk; works without root).
+
+
+@contextmanager
+def mounted_tmpfs(where: Path, options: str):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True,
+                   capture_output=True, text=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    with mounted_tmpfs(tmp_path / "tiny", "size=64k") as where:
+        yield where
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=64k") as where:
+        yield where
+
+
+def test_full_disk_is_one_permanent_error_naming_the_path(tiny_disk, server):
+    (tiny_disk / "keep.txt").write_bytes(b"kept")
+    # local copy
+    with pytest.raises(StorageFullError) as err:
+        fetch_month(str(DATA_DIR), "green", "2024-01", tiny_disk)
+    assert str(err.value) == (
+        f"cannot write {JAN} into {tiny_disk}: No space left on device (ENOSPC); "
+        "the partial file was removed and nothing was replaced"
+    )
+    assert isinstance(err.value, DestinationError) and isinstance(err.value, DataSourceError)
+    assert not isinstance(err.value, DownloadError)  # permanent: the asset does not retry it
+    assert files_in(tiny_disk) == ["keep.txt"]
+    # HTTP download: not retried either
+    with pytest.raises(StorageFullError) as err:
+        fetch_month(f"{server.base}/tlc", "green", "2024-01", tiny_disk, retries=3, **FAST)
+    assert str(err.value).startswith(f"cannot write {JAN} into {tiny_disk}: No space left on device (ENOSPC)")
+    assert server.count(f"/tlc/{JAN}") == 1
+    assert files_in(tiny_disk) == ["keep.txt"]
+
+
+def test_read_only_destination_is_one_permanent_error(read_only_disk, server):
+    for dest in (read_only_disk, read_only_disk / "sub" / "dir"):
+        with pytest.raises(DestinationError) as err:
+            fetch_month(str(DATA_DIR), "green", "2024-01", dest)
+        assert type(err.value) is DestinationError
+        assert str(err.value) == (
+            f"cannot write {JAN} into {dest}: Read-only file system (EROFS); "
+            "the partial file was removed and nothing was replaced"
+        )
+    with pytest.raises(DestinationError, match=r"Read-only file system \(EROFS\)"):
+        fetch_month(f"{server.base}/tlc", "green", "2024-01", read_only_disk, retries=3, **FAST)
+    assert server.count(f"/tlc/{JAN}") == 1
+    assert files_in(read_only_disk) == []
+
+
+_FSIZE_CHILD = """
+import json, resource, signal, sys
+from pathlib import Path
+from taxi_assets.io.download import fetch_month
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+limit = 200_000
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+source, dest = sys.argv[1], Path(sys.argv[2])
+try:
+    fetch_month(source, "green", "2024-01", dest, retries=2, backoff_seconds=0.01)
+    answer = {"type": None}
+except Exception as exc:
+    answer = {"type": type(exc).__name__, "bases": [c.__name__ for c in type(exc).__mro__], "message": str(exc)}
+answer["left"] = sorted(p.name for p in dest.iterdir())
+print(json.dumps(answer))
+"""
+
+
+@pytest.mark.parametrize("kind", ["local", "http"])
+def test_file_size_limit_is_a_full_disk_error(server, dest_with_good_dec, kind):
+    source = str(DATA_DIR) if kind == "local" else f"{server.base}/tlc"
+    done = subprocess.run(
+        [sys.executable, "-c", _FSIZE_CHILD, source, str(dest_with_good_dec)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["type"] == "StorageFullError", answer
+    assert "DestinationError" in answer["bases"] and "DownloadError" not in answer["bases"]
+    assert answer["message"] == (
+        f"cannot write {JAN} into {dest_with_good_dec}: File too large (EFBIG); "
+        "the partial file was removed and nothing was replaced"
+    )
+    assert answer["left"] == [DEC]
+    if kind == "http":
+        assert server.count(f"/tlc/{JAN}") == 1  # not retried

@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import logging
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -222,3 +223,132 @@ def test_send_email_directly(alert, smtp_server):
     assert parse_envelope(inbox.envelopes[0])["To"] == "oncall@taxi.local"
     with pytest.raises(ValueError, match="send_email: no recipients configured"):
         send_email(alert, host="127.0.0.1", port=smtp_port, sender="a@x", recipients=" , ")
+
+
+# ------------------------------------------------------------------- secrets in the webhook URL
+#
+# Whatever the URL holds (non-ASCII characters, userinfo, a form requests cannot parse), its
+# secret parts never reach a status, a log line (urllib3's DEBUG lines included), the error or its
+# traceback: not raw, not percent-encoded, not IDNA/punycode, not escaped, not base64 (userinfo).
+
+TOKEN = "sëcret-tøken-9f8e7d"  # non-ASCII: requests percent-encodes it in its own messages
+ASCII_TOKEN = "very-secret-token-0a1b2c"
+PASSWORD = "p4ss-wörd-77"
+
+
+def secret_forms(*secrets: str) -> set[str]:
+    """Every spelling of each secret an error message, a log line or a server might show."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    forms = set()
+    for secret in secrets:
+        encoded = quote(secret, safe="")
+        forms |= {
+            secret,
+            encoded,
+            encoded.lower(),
+            quote_plus(secret),
+            ascii(secret)[1:-1],
+            repr(secret.encode())[2:-1],
+            secret.encode("punycode").decode(),
+            base64.b64encode(secret.encode()).decode(),
+        }
+    return forms
+
+
+def assert_no_secret(text: str, forms: set[str]) -> None:
+    for form in forms:
+        assert form not in text, f"{form!r} leaked into {text!r}"
+
+
+def _everything_said(alert, url: str, caplog) -> str:
+    """Status, log lines (DEBUG and up, every logger), the error and its full traceback."""
+    import traceback
+
+    log = logging.getLogger("test_notify")
+    with caplog.at_level(logging.DEBUG):
+        statuses = notify_all(alert, None, url, log)
+        with pytest.raises(NotificationError) as caught:
+            post_webhook(alert, url, timeout=5)
+    said = [statuses["webhook"], str(caught.value), "".join(traceback.format_exception(caught.value)), caplog.text]
+    return "\n".join(said), statuses["webhook"], caught.value
+
+
+def _leaky_cases() -> dict[str, tuple[str, list[str], str]]:
+    """name -> (url, secrets, expected webhook status)."""
+    port = closed_port()
+    refused = f"failed: NotificationError: webhook http://127.0.0.1:{port}/… unreachable: ConnectionError: Connection refused"
+    invalid = "failed: NotificationError: webhook <invalid webhook URL> not sent: the URL is invalid ("
+    return {
+        "non-ASCII path": (f"http://127.0.0.1:{port}/services/T000/B000/{TOKEN}", [TOKEN], refused),
+        "non-ASCII query": (f"http://127.0.0.1:{port}/hook?token={TOKEN}&channel=alerts", [TOKEN], refused),
+        "non-ASCII host": (
+            f"http://hööks.exämple.invalid/services/T000/B000/{TOKEN}",
+            [TOKEN],
+            "failed: NotificationError: webhook http://xn--hks-snaa.xn--exmple-cua.invalid/… unreachable: "
+            "ConnectionError: name resolution failed",
+        ),
+        "userinfo": (
+            f"http://hookuser:{PASSWORD}@127.0.0.1:{port}/services/{ASCII_TOKEN}",
+            [PASSWORD, ASCII_TOKEN, f"hookuser:{PASSWORD}"],
+            refused,
+        ),
+        "port requests cannot parse": (f"http://127.0.0.1:99999/services/T000/B000/{TOKEN}", [TOKEN], invalid),
+        "host requests cannot parse": (f"http://[::1/services/{ASCII_TOKEN}", [ASCII_TOKEN], invalid),
+        "host that is not IDNA": (f"http://hooks\u2028x.example/services/{TOKEN}", [TOKEN], invalid),
+        "label too long": (f"http://{'a' * 70}.example/services/{ASCII_TOKEN}", [ASCII_TOKEN], invalid),
+    }
+
+
+@pytest.mark.parametrize("case", list(_leaky_cases()))
+def test_webhook_secret_never_leaks_whatever_the_url(alert, caplog, case):
+    url, secrets, expected = _leaky_cases()[case]
+    said, status, error = _everything_said(alert, url, caplog)
+    assert_no_secret(said, secret_forms(*secrets))
+    assert status.startswith(expected), status
+    assert isinstance(error, NotificationError)
+
+
+class EchoingWebhook(WebhookServer):
+    """A webhook that answers 404 and echoes the request line and headers back, as many web
+    servers' error pages do (the Authorization header carries the URL's userinfo in base64)."""
+
+    def __init__(self) -> None:
+        super().__init__(404)
+        self.RequestHandlerClass = _EchoHandler
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append((self.path, self.headers.get("Content-Type"), b""))
+        reply = f"no such hook: {self.requestline} {self.headers.get('Authorization', '')}".encode()
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_webhook_server_echoing_the_secret_is_scrubbed(alert, caplog):
+    with serving(EchoingWebhook()) as server:
+        host = server.base_url.removeprefix("http://")
+        url = f"http://hookuser:{PASSWORD}@{host}/services/T000/B000/{TOKEN}?key={ASCII_TOKEN}"
+        said, status, _ = _everything_said(alert, url, caplog)
+        assert len(server.requests) == 2  # the request did reach the server, with its token
+        assert server.requests[0][0].startswith("/services/T000/B000/s%C3%ABcret")
+    assert_no_secret(said, secret_forms(TOKEN, ASCII_TOKEN, PASSWORD, f"hookuser:{PASSWORD}"))
+    assert status.startswith(f"failed: NotificationError: webhook {server.base_url}/… returned HTTP 404: no such hook: POST ")
+
+
+def test_webhook_secret_not_in_debug_logs_of_a_delivered_alert(alert, caplog, webhook_server):
+    url = webhook_server.base_url + f"/services/T000/B000/{TOKEN}?key={ASCII_TOKEN}"
+    with caplog.at_level(logging.DEBUG):
+        statuses = notify_all(alert, None, url, logging.getLogger("test_notify"))
+    assert statuses["webhook"] == "sent"
+    assert len(webhook_server.requests) == 1
+    assert '"POST ' in caplog.text  # urllib3's DEBUG request line was captured, scrubbed
+    assert_no_secret(caplog.text, secret_forms(TOKEN, ASCII_TOKEN))

@@ -82,11 +82,15 @@ def launch_and_wait(context, instance, job_name: str, month: str, stream=sys.std
     )
     remote_job = location.get_job(selector)
     tags = {**remote_job.tags, "dagster/partition": month, "taxi/launched_by": "taxi-assets run"}
-    plan = location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance)
+    # The run worker's own console stays quiet: this command prints the run's events itself.
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    plan = location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
+    )
     run = instance.create_run(
         job_name=job_name,
         run_id=None,
-        run_config={},
+        run_config=run_config,
         resolved_op_selection=None,
         step_keys_to_execute=None,
         op_selection=None,
@@ -140,7 +144,7 @@ def run_pipeline(month: str, stream=sys.stdout) -> dict[str, dict]:
             file=stream,
         )
         target = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)])
-        with WorkspaceProcessContext(instance, target) as process_context:
+        with WorkspaceProcessContext(instance, target, code_server_log_level="WARNING") as process_context:
             context = process_context.create_request_context()
             errors = context.get_code_location_error(LOCATION_NAME)
             if errors is not None:

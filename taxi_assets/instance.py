@@ -38,19 +38,22 @@ EMBEDDED_INSTANCE_YAML = f"""\
 telemetry:
   enabled: false
 
-# Sensors, automation and backfills queue runs; the daemon starts at most four at a time.
-run_queue:
-  max_concurrent_runs: 4
-  tag_concurrency_limits:
-    # two runs of the same month never write the same files at once
-    - key: dagster/partition
-      value:
-        applyLimitPerUniqueValue: true
-      limit: 1
+# Run logs on the console (dagster dev's terminal, `dagster asset materialize`): INFO and above,
+# i.e. the assets' own progress lines and failures, not every engine event. The UI keeps all.
+python_logs:
+  python_log_level: INFO
 
-# Model steps (pool "model_training") run one at a time across all runs: each fit already uses
-# every core, and two side by side only fight over them.
+# Sensors, automation and backfills queue runs; the daemon starts at most four at a time, never
+# two runs of the same month at once (they would write the same files). Model steps (pool
+# "model_training") run one at a time across all runs: each fit already uses every core.
 concurrency:
+  runs:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
   pools:
     default_limit: 1
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from taxi_assets import defs
+from taxi_assets.definitions import load_defs
 from taxi_assets.ml.estimators import ESTIMATORS
+
+defs = load_defs()
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +41,9 @@ def test_asset_graph_groups_and_partitions():
 
 
 def test_jobs_sensors_schedules_resources():
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"taxi_pipeline", "ingest_month", "retrain_month", "predict"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {
+        "taxi_pipeline", "prepare_month", "ingest_month", "retrain_month", "predict"
+    }
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) == {
         "new_month_sensor", "drift_retraining_sensor", "taxi_automation",
@@ -52,15 +56,17 @@ def test_jobs_sensors_schedules_resources():
     assert set(defs.resources) >= {"io_manager", "data_source", "mlflow", "notifier"}
 
 
-def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _cli(*args: str, tmp_path: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env = dict(os.environ, DAGSTER_HOME=str(home), TAXI_DATA_ROOT=str(tmp_path / "data"))
-    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(args, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_dagster_definitions_validate(tmp_path):
-    done = _cli(sys.executable, "-m", "dagster", "definitions", "validate", "-m", "taxi_assets", tmp_path=tmp_path)
+    done = _cli(
+        sys.executable, "-m", "dagster", "definitions", "validate", "-m", "taxi_assets.definitions", tmp_path=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful for code location taxi_assets" in done.stderr + done.stdout
 
@@ -73,8 +79,8 @@ def test_dg_check_defs(tmp_path):
 
 
 def test_cli_materializes_a_real_month(tmp_path, shared_data):
-    done = _cli(sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets",
-                "--select", "raw_trips", "--partition", "2024-01", tmp_path=tmp_path)
+    done = _cli(sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets.definitions",
+                "--select", "raw_trips", "--partition", "2024-01", tmp_path=tmp_path, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     stored = tmp_path / "data" / "green" / "raw_trips" / "2024-01.parquet"
     import pyarrow.parquet as pq

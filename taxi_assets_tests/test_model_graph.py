@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from taxi_assets.assets.monitoring import previous_champion_performance
-from taxi_assets.assets.serving import CHAMPION_ALIAS, champion_model, champion_model_name, decide
-from taxi_assets.definitions import all_assets
+from taxi_assets.definitions import load_defs
+from taxi_assets.defs.monitoring.drift import previous_champion_performance
+from taxi_assets.defs.resources.tracking import MlflowTracking
 from taxi_assets.ml.estimators import ESTIMATORS
 from taxi_assets.ml.metrics import regression_metrics
-from taxi_assets.resources.mlflow import build_mlflow_resource
+from taxi_assets.registry.names import CHAMPION_ALIAS, champion_model_name, decide
+
+all_assets = load_defs().assets
 
 QUICK = {
     "ops": {
@@ -40,11 +42,11 @@ def graph(tmp_path_factory, shared_data):
 
     root = tmp_path_factory.mktemp("graph")
     store = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": (root / "artifacts").as_uri()}
-    io = TaxiIOManager(base_dir=str(root / "outputs"))
+    io = TaxiIOManager(data_root=str(root / "outputs"))
     resources = {
         "io_manager": io,
         "data_source": TlcDataSource(base=str(shared_data)),
-        "mlflow": build_mlflow_resource(**store),
+        "mlflow": MlflowTracking(**store),
         "notifier": AlertNotifier(),
     }
     home = root / "home"
@@ -74,19 +76,24 @@ def test_leaderboard_ranks_and_explains(graph):
     result, io = graph["result"], graph["io"]
     board = io.load(dg.AssetKey("model_leaderboard"), "2024-02")
     assert list(board["model"]) == list(board.sort_values("rmse")["model"])
-    assert set(board["model"]) == set(ESTIMATORS) and len(board) == 7
+    assert set(board["model"]) == set(ESTIMATORS) and len(board) == len(ESTIMATORS)
     for name in ESTIMATORS:
         row = board[board["model"] == name].iloc[0]
         assert row["rmse"] == pytest.approx(meta(result, name)["rmse"], rel=1e-9)
         assert row["mse"] == pytest.approx(row["rmse"] ** 2, rel=1e-9)
     m = meta(result, "model_leaderboard")
-    assert m["best_model"] == board["model"].iloc[0] and m["models_beating_baseline"] == 7
+    assert m["best_model"] == board["model"].iloc[0] and m["models_beating_baseline"] == len(ESTIMATORS)
     assert m["rmse_by_model"].startswith("![RMSE by model 2024-02](data:image/png;base64,")
     assert "data:image/png;base64," in m["best_model_residuals"]
-    explanations = m["explanations"]
-    assert "**xgboost** (shap)" in explanations and "**linear_regression** (coefficient)" in explanations
-    assert "**random_forest** (impurity)" in explanations
-    assert "trip_distance" in explanations and "PU_DO=" in explanations
+    table = [r.data for r in m["leaderboard"].records]
+    assert [row["model"] for row in table] == list(board["model"])
+    assert {c.name for c in m["leaderboard"].schema.columns} >= {"model", "rmse", "beats_baseline", "train_seconds"}
+    top = [r.data for r in m["top_features"].records]
+    methods = {row["model"]: row["method"] for row in top}
+    assert methods["xgboost"] == "shap" and methods["linear_regression"] == "coefficient"
+    assert methods["random_forest"] == "impurity"
+    assert {row["rank"] for row in top if row["model"] == "lasso"} == {1, 2, 3, 4, 5}
+    assert any(row["feature"] == "trip_distance" for row in top)
 
 
 def test_drift_and_previous_champion_performance(graph):
@@ -95,9 +102,10 @@ def test_drift_and_previous_champion_performance(graph):
     assert 0 <= drift["psi_trip_distance"] < 0.1 and 0 <= drift["psi_duration"] < 0.1
     assert drift["unseen_pu_do_share"] == pytest.approx(0.0467, abs=0.001)
     assert drift["previous_champion"] == "none for 2024-01"
+    assert "data:image/png;base64," in drift["trip_distance_distribution"]
     cleaned = io.load(dg.AssetKey("cleaned_trips"), "2024-02")
-    perf = previous_champion_performance(io, "2024-03", cleaned)
     champion = io.load(dg.AssetKey("champion_model"), "2024-02")
+    perf = previous_champion_performance(champion, "2024-02", cleaned)
     expected = regression_metrics(cleaned["duration"].to_numpy(), champion.predict(cleaned[["PULocationID", "DOLocationID", "trip_distance"]]))
     assert perf["previous_champion_rmse"] == pytest.approx(expected["rmse"], abs=1e-6)
     assert perf["previous_champion"] == f"{champion.name} (champion_model[2024-02])"
@@ -133,35 +141,27 @@ def test_decision_rule():
 
 
 def test_no_model_beating_the_baseline_blocks_promotion(graph):
-    board = graph["io"].load(dg.AssetKey("model_leaderboard"), "2024-02").assign(beats_baseline=False)
-    cleaned = {m: graph["io"].load(dg.AssetKey("cleaned_trips"), m) for m in ("2024-01", "2024-02")}
-    result = dg.materialize(
-        [champion_model, dg.AssetSpec("model_leaderboard", partitions_def=champion_model.partitions_def),
-         dg.AssetSpec("cleaned_trips", partitions_def=champion_model.partitions_def)],
-        selection=["champion_model"], partition_key="2024-02", instance=graph["instance"],
-        resources={**graph["resources"], "io_manager": _FixedInputs(graph["io"], board, cleaned)},
-        raise_on_error=False,
-    )
+    """The blocking check is judged before anything is promoted or written: the alias, the
+    registry and the stored champion_model[2024-02] stay as they were."""
+    io = graph["io"]
+    stored = io.path_for(dg.AssetKey("champion_model"), "2024-02")
+    before = stored.read_bytes()
+    board = io.load(dg.AssetKey("model_leaderboard"), "2024-02").assign(beats_baseline=False)
+    io.write(dg.AssetKey("model_leaderboard"), "2024-02", board)
+    client = MlflowClient(tracking_uri=graph["store"]["tracking_uri"])
+    versions = len(client.search_model_versions(f"name='{champion_model_name('green')}'"))
+    result = dg.materialize(all_assets, selection=["champion_model"], partition_key="2024-02",
+                            instance=graph["instance"], resources=graph["resources"], raise_on_error=False)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"promotion_is_safe": False}
-    client = MlflowClient(tracking_uri=graph["store"]["tracking_uri"])
-    assert len(client.search_model_versions(f"name='{champion_model_name('green')}'")) == 2  # unchanged
-
-
-class _FixedInputs(dg.IOManager):
-    """Hands the champion a leaderboard where no model passed; writes go to the real manager."""
-
-    def __init__(self, real, board, cleaned):
-        self.real, self.board, self.cleaned = real, board, cleaned
-
-    def handle_output(self, context, obj):
-        self.real.handle_output(context, obj)
-
-    def load_input(self, context):
-        if context.asset_key == dg.AssetKey("model_leaderboard"):
-            return self.board
-        return self.cleaned
+    assert result.asset_materializations_for_node("champion_model") == []
+    assert stored.read_bytes() == before
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith("champion_model[2024-02] failed blocking check promotion_is_safe")
+    assert "nothing was written, the previous champion_model[2024-02] is kept" in message
+    assert len(client.search_model_versions(f"name='{champion_model_name('green')}'")) == versions  # unchanged
 
 
 def test_batch_predictions(graph):
@@ -171,7 +171,7 @@ def test_batch_predictions(graph):
     assert len(frame) == len(cleaned) == 51_497
     assert list(frame.columns) == ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "duration", "predicted_duration"]
     m = meta(result, "trip_duration_predictions")
-    assert m["rows"] == 51_497
+    assert m["dagster/row_count"] == 51_497
     assert m["mean_prediction"] == pytest.approx(float(frame["predicted_duration"].mean()), abs=1e-3)
     rmse = float(np.sqrt(np.mean((frame["duration"] - frame["predicted_duration"]) ** 2)))
     assert m["rmse"] == pytest.approx(rmse, abs=1e-5)

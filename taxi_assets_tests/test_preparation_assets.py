@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taxi_assets.assets.ingestion import raw_trips
-from taxi_assets.assets.preparation import cleaned_trips, training_set
+from taxi_assets.defs.ingestion.assets import raw_trips
+from taxi_assets.defs.preparation.assets import cleaned_trips, training_set
 from taxi_assets.defs.resources.data_source import TlcDataSource
 from taxi_assets_tests.test_download import TLCServer
 
@@ -50,7 +50,9 @@ def sha(path) -> str:
 def failure_message(result) -> str:
     events = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert events, "expected a failed step"
-    error, messages = events[0].step_failure_data.error, []
+    data = events[0].step_failure_data
+    messages = [data.user_failure_data.description] if data.user_failure_data and data.user_failure_data.description else []
+    error = data.error
     while error is not None:  # a failed input load wraps the IO manager's message as the cause
         messages.append(error.message)
         error = error.cause
@@ -82,15 +84,17 @@ def test_reference_window_through_dagster(reference_outputs, resources, instance
 def test_raw_and_cleaned_metadata(resources, instance, shared_data):
     result = materialize(["raw_trips", "cleaned_trips"], "2024-01", resources, instance)
     raw = meta(result, "raw_trips")
-    assert raw["rows"] == 56_551 and raw["columns"] == 20
+    assert raw["dagster/row_count"] == 56_551
+    assert len(raw["dagster/column_schema"].columns) == 20
+    assert raw["dagster/column_schema"].columns[5].name == "PULocationID"
     assert raw["sha256"] == sha(shared_data / "green_tripdata_2024-01.parquet")
     assert raw["bytes"] == (shared_data / "green_tripdata_2024-01.parquet").stat().st_size
     assert raw["pickup_min"] == "2023-12-31 14:38:47" and raw["pickup_max"] == "2024-01-31 23:57:29"
-    assert raw["preview"].count("\n") == 6 and "PULocationID" in raw["preview"].splitlines()[0]
-    profile_rows = [line for line in raw["profile"].splitlines() if line.startswith("| ")][2:]
-    assert len(profile_rows) == 20  # one per normalized column, after the header and rule
-    (ehail,) = [line for line in profile_rows if line.startswith("| ehail_fee ")]
-    assert "| 56551 |" in ehail.replace(",", "")  # every ehail_fee is missing
+    assert len(raw["preview"].records) == 5 and "PULocationID" in raw["preview"].records[0].data
+    profile = {r.data["column"]: r.data for r in raw["profile"].records}
+    assert len(profile) == 20  # one row per normalized column
+    assert profile["ehail_fee"]["missing"] == 56_551  # every ehail_fee is missing
+    assert profile["trip_distance"]["max"] == "201421.68"
     for name in ("pickups_per_day", "trip_distance_histogram"):
         assert raw[name].startswith("![raw_trips 2024-01 ") and "data:image/png;base64," in raw[name]
         png = Path(raw["report_dir"]) / f"{name}.png"
@@ -100,7 +104,12 @@ def test_raw_and_cleaned_metadata(resources, instance, shared_data):
     assert cleaned["rows_in"] == 56_551 and cleaned["rows_out"] == 54_373
     assert cleaned["dropped_duration_below_min"] == 1_620 and cleaned["dropped_duration_above_max"] == 558
     assert 1 <= cleaned["duration_p50"] <= 60 and cleaned["duration_max"] <= 60
-    assert checks(result) == {"schema_matches": True, "pickups_in_month": True, "has_rides": True, "duration_within_bounds": True}
+    assert cleaned["dagster/row_count"] == 54_373
+    assert cleaned["impossible_distance_over_100_miles"] == 42 and cleaned["dropped_invalid_zone_id"] == 0
+    assert checks(result) == {
+        "schema_matches": True, "pickups_in_month": True, "has_rides": True, "duration_within_bounds": True,
+        "distances_plausible": True,
+    }
 
 
 def test_cleaning_bounds_are_run_config(resources, instance):
@@ -185,7 +194,9 @@ def test_wrong_month_file_fails_the_blocking_check(resources, instance, io_manag
     before = sha(good)
     result = materialize(["raw_trips", "cleaned_trips"], "2024-01", res, instance, raise_on_error=False)
     assert checks(result)["pickups_in_month"] is False
-    assert "green_tripdata_2024-01.parquet failed validation for 2024-01 (pickups_in_month" in failure_message(result)
+    message = failure_message(result)
+    assert "raw_trips[2024-01] failed blocking check pickups_in_month (share_inside=0.0" in message
+    assert "nothing was written, the previous raw_trips[2024-01] is kept" in message
     assert result.asset_materializations_for_node("raw_trips") == []
     assert result.asset_materializations_for_node("cleaned_trips") == []
     assert sha(good) == before
@@ -194,8 +205,7 @@ def test_wrong_month_file_fails_the_blocking_check(resources, instance, io_manag
 def test_missing_month_names_the_file(resources, instance):
     result = materialize(["raw_trips"], "2023-01", resources, instance, raise_on_error=False)
     assert not result.success
-    assert "green_tripdata_2023-01.parquet" in failure_message(result)
-    assert "not published" in failure_message(result)
+    assert "raw_trips[2023-01]: green_tripdata_2023-01.parquet is not published yet" in failure_message(result)
 
 
 def test_training_set_needs_its_window(resources, instance):

@@ -10,11 +10,14 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from taxi_assets.assets.ingestion import raw_trips
-from taxi_assets.assets.preparation import cleaned_trips
-from taxi_assets.automation import triggers
-from taxi_assets.definitions import all_assets, defs
+from taxi_assets.definitions import load_defs
+from taxi_assets.defs.automation import conditions, jobs, schedules, sensors
+from taxi_assets.defs.ingestion.assets import raw_trips
+from taxi_assets.defs.partitions import FIRST_TRAINABLE_MONTH, monthly_partitions
+from taxi_assets.defs.preparation.assets import cleaned_trips
 from taxi_assets.defs.resources.data_source import TlcDataSource
+
+defs = load_defs()
 
 
 def requested(result) -> list[str]:
@@ -25,14 +28,14 @@ def requested(result) -> list[str]:
 
 def run_sensor(instance, source: TlcDataSource, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data_source": source})
-    result = triggers.new_month_sensor(context)
+    result = sensors.new_month_sensor(context)
     return result, context.cursor
 
 
 def test_new_month_sensor_requests_each_published_month_once(instance, shared_data, tmp_path, resources):
     result, cursor = run_sensor(instance, TlcDataSource(base=str(shared_data)))
-    # 2023-01 is not in the folder (skipped while bootstrapping); 2024-03 is not published yet.
-    assert requested(result) == [f"2023-{m:02d}" for m in range(2, 13)] + ["2024-01", "2024-02"]
+    # First start: only the newest TAXI_BOOTSTRAP_MONTHS (3) published months, not all 13.
+    assert requested(result) == ["2023-12", "2024-01", "2024-02"]
     assert cursor == "2024-02"
     again, cursor_again = run_sensor(instance, TlcDataSource(base=str(shared_data)), cursor)
     assert isinstance(again, dg.SkipReason) and cursor_again == "2024-02"
@@ -63,7 +66,7 @@ def test_new_month_sensor_survives_source_errors(instance):
 def test_monthly_schedule_targets_the_published_lag(instance, resources):
     dg.materialize([raw_trips], partition_key="2024-01", resources=resources, instance=instance)
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2024, 4, 25, 6, tzinfo=timezone.utc))
-    result = triggers.monthly_ingestion_schedule(context)
+    result = schedules.monthly_ingestion_schedule(context)
     # April 25th: February is out (two months back); January (three back) is already ingested.
     assert [r.partition_key for r in result] == ["2024-02"]
 
@@ -74,7 +77,7 @@ def materialize_raw(month, resources, instance, source=None):
 
 
 def automation_requests(instance, resources, cursor=None):
-    evaluated = dg.Definitions(assets=all_assets, resources=resources)
+    evaluated = dg.Definitions(assets=defs.assets, resources=resources)
     result = dg.evaluate_automation_conditions(defs=evaluated, instance=instance, cursor=cursor)
     out = {}
     for spec_key in defs.resolve_asset_graph().get_all_asset_keys():
@@ -119,7 +122,7 @@ def test_every_downstream_asset_has_the_retrain_condition():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         condition = graph.get(key).automation_condition
-        if key == triggers.RAW:
+        if key == conditions.RAW:
             assert condition is None
         else:
             assert condition.get_label() == "retrain_on_new_upstream_data", key
@@ -132,7 +135,7 @@ def _drift_run(instance, passed: bool):
 
     @dg.asset(
         name="data_drift",
-        partitions_def=triggers.monthly_partitions,
+        partitions_def=monthly_partitions,
         check_specs=[dg.AssetCheckSpec("distribution_stable", asset="data_drift")],
     )
     def fake_drift():
@@ -146,12 +149,50 @@ def _drift_run(instance, passed: bool):
 
 def test_drift_warning_requests_retraining_of_that_month(instance):
     _drift_run(instance, passed=True)
-    (result,) = list(triggers.drift_retraining_sensor(dg.build_sensor_context(instance=instance)))
+    (result,) = list(sensors.drift_retraining_sensor(dg.build_sensor_context(instance=instance)))
     assert isinstance(result, dg.SkipReason) and "passed its checks" in result.skip_message
     run, _ = _drift_run(instance, passed=False)
-    (request,) = list(triggers.drift_retraining_sensor(dg.build_sensor_context(instance=instance)))
+    (request,) = list(sensors.drift_retraining_sensor(dg.build_sensor_context(instance=instance)))
     assert request.partition_key == "2024-02"
     assert request.tags["taxi/reason"] == "drift: distribution_stable"
     assert request.run_key == f"drift-retrain:2024-02:{run.run_id}"
-    job = defs.resolve_job_def(triggers.retrain_month_job.name)
+    job = defs.resolve_job_def(jobs.retrain_month_job.name)
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"training_set", "xgboost", "champion_model"}
+
+
+def test_automation_never_requests_a_month_that_cannot_train(instance):
+    """Months before the first trainable month are never requested for the training tier, even
+    when their data arrives; the data tier still flows. (Before: training_set[first month] was
+    requested and failed, "needs cleaned_trips for 2022-12".)"""
+    first = monthly_partitions.get_first_partition_key()
+    assert FIRST_TRAINABLE_MONTH == "2023-02" and first == "2023-01"
+    mapping = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True)
+
+    @dg.asset(name="raw_trips", partitions_def=monthly_partitions)
+    def fake_raw():
+        return 1
+
+    @dg.asset(name="cleaned_trips", partitions_def=monthly_partitions, deps=[fake_raw],
+              automation_condition=conditions.condition_for(dg.AssetKey("cleaned_trips")))
+    def fake_cleaned():
+        return 1
+
+    @dg.asset(name="training_set", partitions_def=monthly_partitions,
+              deps=[dg.AssetDep(fake_cleaned, partition_mapping=mapping)],
+              automation_condition=conditions.condition_for(dg.AssetKey("training_set")))
+    def fake_training_set():
+        return 1
+
+    small = dg.Definitions(assets=[fake_raw, fake_cleaned, fake_training_set])
+    result = dg.evaluate_automation_conditions(defs=small, instance=instance)
+    for month in ("2023-01", "2023-02"):
+        dg.materialize([fake_raw], partition_key=month, instance=instance)
+    result = dg.evaluate_automation_conditions(defs=small, instance=instance, cursor=result.cursor)
+    assert sorted(result.get_requested_partitions(dg.AssetKey("cleaned_trips"))) == ["2023-01", "2023-02"]
+    # In the same tick (the same run as its inputs) for the trainable month only.
+    assert sorted(result.get_requested_partitions(dg.AssetKey("training_set"))) == ["2023-02"]
+    for month in ("2023-01", "2023-02"):
+        dg.materialize([fake_raw, fake_cleaned], selection=["cleaned_trips"], partition_key=month, instance=instance)
+    dg.materialize([fake_cleaned, fake_training_set], selection=["training_set"], partition_key="2023-02", instance=instance)
+    result = dg.evaluate_automation_conditions(defs=small, instance=instance, cursor=result.cursor)
+    assert result.get_requested_partitions(dg.AssetKey("training_set")) == set()

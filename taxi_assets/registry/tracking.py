@@ -235,9 +235,11 @@ class TrackingStore:
         model_id = None
         if model_uri.startswith("models:/m-"):
             model_id = model_uri[len("models:/") :].split("/", 1)[0]
-        return client.create_model_version(
-            name, source=model_uri, run_id=run_id, tags={k: _tag_value(v) for k, v in tags.items()}, model_id=model_id
-        )
+        # The registry resolves a logged model's URI through the process-wide tracking URI.
+        with tracking_uri_set(self.tracking_uri):
+            return client.create_model_version(
+                name, source=model_uri, run_id=run_id, tags={k: _tag_value(v) for k, v in tags.items()}, model_id=model_id
+            )
 
 
 def _end(client, run_id: str, status: str) -> None:

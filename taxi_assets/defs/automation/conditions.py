@@ -57,14 +57,21 @@ def retrain_condition(ignore_missing: tuple[dg.AssetKey, ...] = ()) -> dg.Automa
     missing_dep = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested() & ~UntrainableMonth()
     )
+    checks_passed = dg.AutomationCondition.all_deps_match(
+        dg.AutomationCondition.all_checks_match(
+            dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True
+        ).with_label("all_blocking_checks_passed")
+    )
     if ignore_missing:
+        # An optional input that is absent has no checks to pass either.
         missing_dep = missing_dep.ignore(dg.AssetSelection.assets(*ignore_missing))
+        checks_passed = checks_passed.ignore(dg.AssetSelection.assets(*ignore_missing))
     return (
         (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
         & ~missing_dep.with_label("any_deps_missing")
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        & checks_passed.with_label("all_deps_blocking_checks_passed")
         & ~UntrainableMonth()
     ).with_label("retrain_on_new_upstream_data")
 

@@ -34,6 +34,7 @@ from taxi_assets.registry.names import registered_model_name
 from taxi_assets.settings import SETTINGS
 
 GROUP = "models"
+MODEL_TRAINING_POOL = "model_training"
 CHECK_NAME = "beats_baseline"
 DEFAULT_RANDOM_STATE = 42
 
@@ -163,6 +164,8 @@ def build_model_asset(spec: EstimatorSpec) -> dg.AssetsDefinition:
         owners=["team:ml"],
         tags={"layer": "models"},
         op_tags=dict([MODEL_STEP_TAG]),
+        # Across runs: the embedded instance limits this pool to one step at a time.
+        pool=MODEL_TRAINING_POOL,
         check_specs=[
             dg.AssetCheckSpec(
                 CHECK_NAME,

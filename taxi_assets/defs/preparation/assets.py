@@ -24,8 +24,10 @@ from taxi_assets.defs.preparation.checks import (
     cleaned_trips_check_specs,
     training_set_check_specs,
 )
+from taxi_assets.ml import vectorize
 from taxi_assets.ml.cleaning import CLEAN_INPUT_COLUMNS, clean_trips
 from taxi_assets.ml.dataset import build_training_set, pool_months
+from taxi_assets.ml.features import FEATURE_COLUMNS
 from taxi_assets.settings import SETTINGS
 
 
@@ -177,6 +179,8 @@ def training_set(context: dg.AssetExecutionContext, cleaned_trips):
         pooled = pool_months(list(frames.values()))
         start, _ = month_bounds(month)
         ts = build_training_set(pooled, start, info={"months": window, "taxi_type": SETTINGS.taxi_type})
+        # The course's "full" matrix: every pair of the window one-hot (105,870 x 7,027 for 2024-02).
+        window_features = len(vectorize.fit(pooled[FEATURE_COLUMNS]).feature_names_)
         context.log.info(
             f"training_set[{month}]: train {ts.X_train.shape}, validation {ts.X_val.shape} "
             f"in {time.perf_counter() - started:.2f}s"
@@ -189,6 +193,7 @@ def training_set(context: dg.AssetExecutionContext, cleaned_trips):
                 "validation_rows": ts.X_val.shape[0],
                 "num_features": ts.num_features,
                 "window_rows": len(pooled),
+                "window_features": window_features,
                 "train_months": ", ".join(window[:-1]),
                 "split_at": f"{month}-01T00:00:00",
                 "y_train_mean": round(float(ts.y_train.mean()), 4),

@@ -73,13 +73,12 @@ def register_champion(predictor: TripDurationPredictor, root: Path, name: str) -
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from taxi_assets.resources.mlflow import ensure_experiment
-    from taxi_assets.registry.tracking import tracking_uri_set
+    from taxi_assets.registry.tracking import TrackingStore, tracking_uri_set
     from taxi_assets.registry.pyfunc import log_predictor
 
     tracking_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     artifact_location = (root / "mlflow" / "artifacts").as_uri()
-    experiment_id = ensure_experiment(tracking_uri, EXPERIMENT, artifact_location)
+    experiment_id = TrackingStore(tracking_uri, EXPERIMENT, artifact_location).experiment_id()
     with tracking_uri_set(tracking_uri), mlflow.start_run(experiment_id=experiment_id):
         info = log_predictor(predictor, "model", EXAMPLE_RECORDS, registered_model_name=name)
     version = int(info.registered_model_version)

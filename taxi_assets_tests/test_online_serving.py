@@ -100,6 +100,16 @@ def test_server_takes_every_json_layout_of_mlflow(champion, client):  # noqa: F8
 
 
 GOOD = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
+
+
+def nested(depth: int, kind: str):
+    """A value nested ``depth`` levels deep: ``[[[...1...]]]`` or ``{"a": {"a": ...1...}}``."""
+    value = 1
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"a": value}
+    return value
+
+
 BAD_REQUESTS = {
     "missing field": (
         [{"PULocationID": 236, "DOLocationID": 239}],
@@ -141,6 +151,47 @@ BAD_REQUESTS = {
         "INVALID_PARAMETER_VALUE",
         "Error: field 'trip_distance' must be a finite number, got None in record 0",
     ),
+    # booleans are not zone 1 nor one mile; nested values are not ride fields, however deep
+    "true zone": (
+        [dict(GOOD, PULocationID=True)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'PULocationID' must be a number, not a boolean: got True in record 0",
+    ),
+    "false zone after a good ride": (
+        [GOOD, dict(GOOD, DOLocationID=False)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'DOLocationID' must be a number, not a boolean: got False in record 1",
+    ),
+    "true distance": (
+        [dict(GOOD, trip_distance=True)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'trip_distance' must be a number, not a boolean: got True in record 0",
+    ),
+    "nested object zone": (
+        [dict(GOOD, PULocationID={"id": 236})],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'PULocationID' holds a nested object in record 0: each field of a ride is one plain value",
+    ),
+    "nested list distance": (
+        [GOOD, dict(GOOD, trip_distance=[1.98])],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'trip_distance' holds a nested list in record 1: each field of a ride is one plain value",
+    ),
+    "nested extra field": (
+        [dict(GOOD, note={"a": [1, {"b": 2}]})],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'note' holds a nested object in record 0: each field of a ride is one plain value",
+    ),
+    "deeply nested zone": (  # 800 levels: MLflow's JSON parser lets up to ~950 through to the model
+        [dict(GOOD, PULocationID=nested(800, "list"))],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'PULocationID' holds a nested list in record 0: each field of a ride is one plain value",
+    ),
+    "deeply nested object": (
+        [dict(GOOD, DOLocationID=nested(800, "object"))],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'DOLocationID' holds a nested object in record 0: each field of a ride is one plain value",
+    ),
 }
 
 
@@ -155,6 +206,119 @@ def test_server_answers_bad_requests_400_naming_the_field(client, case):
     with pytest.raises(ScoringError) as caught:
         client.predict(records)
     assert caught.value.status == 400 and message in caught.value.message
+
+
+def _post_raw(client, body: str):
+    return client.session.post(
+        f"{client.url}/invocations", data=body, headers={"Content-Type": "application/json"}, timeout=60
+    )
+
+
+# Shapes the records client cannot send, and the layouts where numpy (not pandas) builds the
+# columns the model receives.
+OTHER_LAYOUTS = {
+    "dataframe_records: a list of lists": (
+        {"dataframe_records": [[236, 239, 1.98]]},
+        "Error: expected ride records {PULocationID, DOLocationID, trip_distance} (objects with named fields), "
+        "got values without field names (a list of lists or of plain values)",
+    ),
+    "dataframe_records: a list of strings": (
+        {"dataframe_records": ["236", "239"]},
+        "Error: expected ride records {PULocationID, DOLocationID, trip_distance} (objects with named fields), "
+        "got values without field names (a list of lists or of plain values)",
+    ),
+    "inputs: true zone": (
+        {"inputs": {"PULocationID": [True], "DOLocationID": [239], "trip_distance": [1.0]}},
+        "Error: field 'PULocationID' must be a number, not a boolean: got True in record 0",
+    ),
+    "instances: true distance": (
+        {"instances": [dict(GOOD, trip_distance=True)]},
+        "Error: field 'trip_distance' must be a number, not a boolean: got True in record 0",
+    ),
+    "dataframe_split: true zone": (
+        {"dataframe_split": {"columns": list(GOOD), "data": [[True, 239, 1.98]]}},
+        "Error: field 'PULocationID' must be a number, not a boolean: got True in record 0",
+    ),
+    "instances: a list per ride": (  # numpy makes it a 1x1 column, which was scored as zone 236
+        {"instances": [dict(GOOD, PULocationID=[236])]},
+        "Error: field 'PULocationID' holds nested lists (an array of shape 1x1): give one plain value per ride",
+    ),
+    "inputs: columns of lists": (
+        {"inputs": {"PULocationID": [[236]], "DOLocationID": [[239]], "trip_distance": [[1.98]]}},
+        "Error: field 'PULocationID' holds nested lists (an array of shape 1x1): give one plain value per ride",
+    ),
+    "instances: nested object": (  # was MLflow's "unexpected error" (a TypeError in our code)
+        {"instances": [dict(GOOD, PULocationID={"x": [1]})]},
+        "Error: field 'PULocationID' holds a nested object in record 0: each field of a ride is one plain value",
+    ),
+    "inputs: a list of lists": (
+        {"inputs": [[236, 239, 1.98]]},
+        "Error: expected ride records {PULocationID, DOLocationID, trip_distance} (a list of objects, one object, "
+        "or columns of values), got an array of shape 1x3",
+    ),
+    "inputs: a string": (
+        {"inputs": "236,239,1.98"},
+        "Error: expected ride records {PULocationID, DOLocationID, trip_distance} (a list of objects, one object, "
+        "or columns of values), got a string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OTHER_LAYOUTS))
+def test_server_answers_every_layouts_bad_shapes_400(client, case):
+    body, message = OTHER_LAYOUTS[case]
+    response = _post_raw(client, json.dumps(body))
+    assert response.status_code == 400, response.text[:500]
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert message in response.json()["message"]
+
+
+def test_json_too_deep_for_mlflows_parser_fails_there_before_the_model():
+    """Where the one remaining 500 comes from, precisely: MLflow's scoring server parses the body
+    with ``json.loads`` in ``mlflow.pyfunc.scoring_server._decode_json_input`` and catches only
+    ``JSONDecodeError``/``UnicodeDecodeError``; JSON nested deeper than Python's recursion limit
+    (about 950 levels in the server's worker thread) raises ``RecursionError`` there, which
+    FastAPI answers with a bare 500 before the model is called. Anything up to that depth reaches
+    the model and is a 400 (``deeply nested zone`` above). If MLflow starts catching it, this
+    test fails: update the note in ``taxi_assets/registry/serving.py``."""
+    from mlflow.pyfunc.scoring_server import _decode_json_input
+
+    deep = '{"dataframe_records": [{"PULocationID": ' + "[" * 5000 + "1" + "]" * 5000 + "}]}"
+    with pytest.raises(RecursionError):
+        _decode_json_input(deep)
+
+
+def test_server_json_too_deep_for_mlflow_is_its_own_500(client):
+    """The same over HTTP: the only shape that is not a 400, answered by MLflow's parser."""
+    import requests
+
+    deep = '{"dataframe_records": [{"PULocationID": ' + "[" * 5000 + "1" + "]" * 5000 + "}]}"
+    response = requests.post(  # its own connection: the server closes it after the 500
+        f"{client.url}/invocations", data=deep, headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert len(client.predict([GOOD])) == 1  # the server is unharmed
+
+
+def test_pyfunc_model_rejects_booleans_and_nested_values(champion):  # noqa: F811
+    """``mlflow.pyfunc.load_model(...).predict``, in process: the same errors as the server."""
+    import mlflow
+
+    from taxi_assets.ml.features import InvalidRequestError
+    from taxi_assets.registry.tracking import tracking_uri_set
+
+    with tracking_uri_set(champion.tracking_uri):
+        model = mlflow.pyfunc.load_model(champion.model_uri)
+    for records, message in (
+        ([dict(GOOD, PULocationID=True)], "field 'PULocationID' must be a number, not a boolean: got True in record 0"),
+        (pd.DataFrame([dict(GOOD, trip_distance=True)]), "field 'trip_distance' must be a number, not a boolean: got True in record 0"),
+        ([dict(GOOD, DOLocationID=nested(5000, "object"))], "field 'DOLocationID' holds a nested object in record 0: each field of a ride is one plain value"),
+        ([[236, 239, 1.98]], "expected ride records {PULocationID, DOLocationID, trip_distance} (a list of objects, one object, or columns of values), got a list of lists"),
+    ):  # fmt: skip
+        with pytest.raises(InvalidRequestError) as caught:
+            model.predict(records)
+        assert caught.value.message == message
+    assert model.predict([GOOD]).tolist() == pytest.approx(champion.predictor.predict([GOOD]).tolist(), abs=1e-9)
 
 
 # --- taxi-assets predict ------------------------------------------------------------------------
@@ -232,6 +396,24 @@ def test_cli_bad_json_files_exit_2_naming_the_file(champion_env, capsys, tmp_pat
     assert (code, err) == (2, "taxi-assets predict: error: missing field(s) DOLocationID: each record needs PULocationID, DOLocationID, trip_distance\n")
     code, _, err = run_cli(capsys, "--json", str(missing_field), "--pu", "3")
     assert (code, err) == (2, "taxi-assets predict: error: give either --json FILE or --pu/--do/--distance, not both (got --json and --pu)\n")
+
+
+CLI_BAD_JSON = {
+    "true zone": ([dict(GOOD, PULocationID=True)], "field 'PULocationID' must be a number, not a boolean: got True in record 0"),
+    "true distance": ({"dataframe_records": [dict(GOOD, trip_distance=True)]}, "field 'trip_distance' must be a number, not a boolean: got True in record 0"),
+    "nested object": ([dict(GOOD, DOLocationID={"id": 239})], "field 'DOLocationID' holds a nested object in record 0: each field of a ride is one plain value"),
+    "deeply nested list": ([dict(GOOD, PULocationID=nested(500, "list"))], "field 'PULocationID' holds a nested list in record 0: each field of a ride is one plain value"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CLI_BAD_JSON))
+def test_cli_refuses_booleans_and_nested_values_exit_2(champion_env, capsys, tmp_path, case):
+    document, message = CLI_BAD_JSON[case]
+    path = tmp_path / "rides.json"
+    path.write_text(json.dumps(document))
+    code, out, err = run_cli(capsys, "--json", str(path))
+    assert (code, out) == (2, "")
+    assert err == f"taxi-assets predict: error: {message}\n"
 
 
 def test_cli_without_a_champion_says_to_run_the_pipeline(champion_env, capsys, monkeypatch, tmp_path):

@@ -5,6 +5,12 @@ and ``trip_distance``. Predictions are requested with raw records
 ``{PULocationID, DOLocationID, trip_distance}``; :func:`validate_request` checks them and
 rejects bad requests with a message naming the field and the row, never a silent zero (the
 predictor turns the validated fields into the model matrix).
+
+A record is one object of plain values. Booleans are not numbers here (``true`` is not zone 1
+nor a mile), a nested object or list in any field is refused, and so is every other shape (a
+list of lists or of strings, a string, a number, a 2-d array, columns of nested lists): each is
+one :class:`InvalidRequestError` whose message names the field and record or says what arrived,
+never quoting a nested value (whatever its size or depth).
 """
 
 from __future__ import annotations
@@ -35,26 +41,116 @@ def _as_float(column: pd.Series) -> np.ndarray:
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+_NESTED = (dict, list, tuple, set, frozenset, np.ndarray, pd.Series, pd.DataFrame)
+_PLURALS = {"object": "objects", "list": "lists", "string": "strings", "number": "numbers",
+            "boolean": "booleans", "None": "None values"}  # fmt: skip
+
+
+def _unwrap(value):
+    """A 0-d array's item (MLflow wraps a record's nested object in one), else ``value``."""
+    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+def _kind(value) -> str:
+    """What ``value`` is, in JSON's words (a Python caller's ``None`` stays ``None``)."""
+    value = _unwrap(value)
+    if value is None:
+        return "None"
+    if isinstance(value, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, _NESTED):
+        return "list"
+    if isinstance(value, (str, bytes)):
+        return "string"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    return type(value).__name__
+
+
+def _describe(records) -> str:
+    """What a request that is not ride records is, without quoting it."""
+    if isinstance(records, np.ndarray) and records.ndim == 0:  # how MLflow hands over a lone JSON value
+        return _describe(records.item())
+    if isinstance(records, np.ndarray):
+        return f"an array of shape {'x'.join(str(n) for n in records.shape)}"
+    if isinstance(records, (list, tuple)):
+        kinds = [_PLURALS.get(k, k) for k in dict.fromkeys(_kind(r) for r in records)]
+        return "a list of " + (kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1])
+    kind = _kind(records)
+    return kind if kind == "None" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _show(value) -> str:
+    """A bad value for a message: short, and never a nested structure."""
+    value = _unwrap(value)
+    if isinstance(value, _NESTED):
+        return f"a nested {_kind(value)}"
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _shape_error(records) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"expected ride records {{{', '.join(REQUEST_FIELDS)}}} (a list of objects, one object, or "
+        f"columns of values), got {_describe(records)}"
+    )
+
+
 def request_frame(records: pd.DataFrame | list[dict] | dict) -> pd.DataFrame:
     """The request as a frame: a frame as is, a list of records, one record (a dict of
     scalars) or columns (a dict of equally long lists/arrays, which is how MLflow's scoring
-    server hands over the ``inputs`` and ``instances`` layouts)."""
+    server hands over the ``inputs`` and ``instances`` layouts). Any other shape, and columns
+    of nested lists (arrays of more than one dimension), raise :class:`InvalidRequestError`."""
     if isinstance(records, pd.DataFrame):
         return records
     try:
         if isinstance(records, dict):
             if any(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in records.values()):
+                for name, value in records.items():
+                    if isinstance(value, np.ndarray) and value.ndim > 1:  # per-ride lists, flattened by numpy
+                        raise InvalidRequestError(
+                            f"field {name!r} holds nested lists (an array of shape "
+                            f"{'x'.join(str(n) for n in value.shape)}): give one plain value per ride"
+                        )
                 columns = {k: np.ravel(v) if isinstance(v, np.ndarray) else v for k, v in records.items()}
                 return pd.DataFrame(columns)
             return pd.DataFrame([records])
         if isinstance(records, (list, tuple)) and all(isinstance(r, dict) for r in records):
             return pd.DataFrame(list(records))
     except ValueError as exc:  # columns of different lengths
+        if isinstance(exc, InvalidRequestError):
+            raise
         raise InvalidRequestError(f"the request's fields have different numbers of values ({exc})") from None
-    raise InvalidRequestError(
-        f"expected ride records {{{', '.join(REQUEST_FIELDS)}}} (a list of objects, one object, or "
-        f"columns of values), got {type(records).__name__}"
-    )
+    raise _shape_error(records)
+
+
+def _check_plain_values(frame: pd.DataFrame) -> None:
+    """Refuse nested values in any field and booleans in the request fields (first one named)."""
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column.dtype):
+            if name in REQUEST_FIELDS and column.notna().any():
+                row = int(np.flatnonzero(column.notna().to_numpy())[0])
+                raise _boolean_error(name, column.iloc[row], row)
+            continue
+        if column.dtype != object:
+            continue
+        for row, value in enumerate(column.to_numpy()):
+            value = _unwrap(value)
+            if isinstance(value, _NESTED):
+                raise InvalidRequestError(
+                    f"field {name!r} holds {_show(value)} in record {row}: each field of a ride is one plain value"
+                )
+            if name in REQUEST_FIELDS and isinstance(value, (bool, np.bool_)):
+                raise _boolean_error(name, value, row)
+
+
+def _boolean_error(name: str, value, row: int) -> InvalidRequestError:
+    return InvalidRequestError(f"field {name!r} must be a number, not a boolean: got {_show(value)} in record {row}")
 
 
 def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.ndarray]:
@@ -67,11 +163,17 @@ def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.
     frame = request_frame(records)
     if len(frame) == 0:
         raise InvalidRequestError("no records to score: send at least one {PULocationID, DOLocationID, trip_distance}")
+    if not any(isinstance(c, str) for c in frame.columns):  # MLflow's frame of a list of lists
+        raise InvalidRequestError(
+            f"expected ride records {{{', '.join(REQUEST_FIELDS)}}} (objects with named fields), got values "
+            "without field names (a list of lists or of plain values)"
+        )
     missing = [f for f in REQUEST_FIELDS if f not in frame.columns]
     if missing:
         raise InvalidRequestError(
             f"missing field(s) {', '.join(missing)}: each record needs {', '.join(REQUEST_FIELDS)}"
         )
+    _check_plain_values(frame)
     values = {}
     for name in REQUEST_FIELDS:
         numeric = _as_float(frame[name])
@@ -79,7 +181,7 @@ def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise InvalidRequestError(
-                f"field {name!r} must be a finite number, got {frame[name].iloc[row : row + 1].tolist()[0]!r} in record {row}"
+                f"field {name!r} must be a finite number, got {_show(frame[name].iloc[row : row + 1].tolist()[0])} in record {row}"
             )
         values[name] = numeric
     for name in ("PULocationID", "DOLocationID"):
@@ -89,7 +191,7 @@ def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.
             row = int(np.flatnonzero(bad)[0])
             raise InvalidRequestError(
                 f"field {name!r} must be a TLC zone id between {MIN_LOCATION_ID} and {MAX_LOCATION_ID}, "
-                f"got {frame[name].iloc[row : row + 1].tolist()[0]!r} in record {row}"
+                f"got {_show(frame[name].iloc[row : row + 1].tolist()[0])} in record {row}"
             )
         values[name] = ids.astype(np.int64)
     distance = values["trip_distance"]

@@ -162,11 +162,32 @@ def payload(records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> dict:
     return {"dataframe_records": [dict(r) for r in records]}
 
 
+def records_from_json_text(text: str | bytes) -> list[dict]:
+    """:func:`records_from_json` of a JSON text: JSON nested too deeply for Python's parser
+    (``[[[[...`` thousands deep) is a ``ValueError`` like any other bad request, not a
+    ``RecursionError``; invalid JSON is ``ValueError("not valid JSON: ...")``."""
+    import json
+
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to be ride records") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"not valid JSON: {exc}") from None
+    return records_from_json(document)
+
+
 def records_from_json(document: Any) -> list[dict]:
     """Records from any of the accepted JSON shapes: the server payload
-    ``{"dataframe_records": [...]}``, a list of records, or one record."""
+    ``{"dataframe_records": [...]}``, a list of records, or one record (``document`` is the
+    parsed JSON; see :func:`records_from_json_text` for text). Anything else is a
+    ``ValueError``; the records' values (booleans, nested values, ranges) are checked by
+    :func:`~taxi_assets.ml.features.validate_request`.
+    """
     if isinstance(document, dict) and "dataframe_records" in document:
         document = document["dataframe_records"]
+        if not isinstance(document, list):  # the payload's records are always a list
+            document = None
     if isinstance(document, dict):
         document = [document]
     if not isinstance(document, list) or not all(isinstance(r, dict) for r in document):

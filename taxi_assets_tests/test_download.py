@@ -667,6 +667,7 @@ def _source_with(tmp_path: Path, body: bytes) -> Path:
     return source
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "body, kind",
     [
@@ -690,6 +691,7 @@ def test_not_parquet_says_what_it_is_not_never_its_bytes(tmp_path, body, kind):
     assert files_in(tmp_path / "dest") == []
 
 
+@pytest.mark.fast
 def test_unreadable_parquet_footer_is_named_by_class_not_by_pyarrow_text(tmp_path):
     inner = PASSWD + b"secret-footer"
     body = b"PAR1" + inner + struct.pack("<i", len(inner)) + b"PAR1"
@@ -744,6 +746,7 @@ def test_symlink_within_the_source_folder_is_followed(tmp_path):
         assert month_available(str(folder), "green", "2024-01") is True
 
 
+@pytest.mark.fast
 def test_source_that_is_not_a_regular_file_is_refused(tmp_path):
     source = tmp_path / "src"
     source.mkdir()

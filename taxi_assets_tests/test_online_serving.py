@@ -288,6 +288,21 @@ def test_json_too_deep_for_mlflows_parser_fails_there_before_the_model():
         _decode_json_input(deep)
 
 
+def test_mlflows_numpy_layouts_turn_a_boolean_among_numbers_into_an_integer():
+    """The other thing MLflow decides before the model runs: in the ``inputs``/``instances``
+    layouts numpy builds each field's array, so ``[true, 5]`` arrives as the integers ``[1, 5]``
+    (indistinguishable from zone 1); ``[true]`` alone stays boolean and is refused. The
+    ``dataframe_*`` layouts keep the boolean (pandas object column). Noted in serving.py."""
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+    mixed = infer_and_parse_data({"inputs": {"PULocationID": [True, 5], "DOLocationID": [239, 1], "trip_distance": [1.0, 2.0]}})
+    assert mixed["PULocationID"].dtype == np.int64 and mixed["PULocationID"].tolist() == [1, 5]
+    alone = infer_and_parse_data({"inputs": {"PULocationID": [True], "DOLocationID": [239], "trip_distance": [1.0]}})
+    assert alone["PULocationID"].dtype == np.bool_
+    records = infer_and_parse_data({"dataframe_records": [dict(GOOD, PULocationID=True), GOOD]})
+    assert records["PULocationID"].tolist() == [True, 236]
+
+
 def test_server_json_too_deep_for_mlflow_is_its_own_500(client):
     """The same over HTTP: the only shape that is not a 400, answered by MLflow's parser."""
     import requests

@@ -4,17 +4,50 @@
 | --- | --- | --- |
 | ``multiprocess`` (default) | ``multiprocess_executor`` | one machine: each step in its own process, at most ``TAXI_MAX_CONCURRENT_STEPS`` (default 2, the core count here) at once |
 | ``in_process`` | ``in_process_executor`` | debugging, tiny machines, tests |
+| ``dask`` | ``dagster_dask.dask_executor`` | a Dask cluster: ``TAXI_DASK_ADDRESS=tcp://host:8786`` names an existing scheduler; unset, each run starts a local cluster of ``TAXI_DASK_WORKERS`` (default 2) worker processes of one thread |
 | ``k8s`` | ``dagster_k8s.k8s_job_executor`` | Kubernetes: each step a pod, so seven models train on seven nodes |
 | ``celery_k8s`` | ``dagster_celery_k8s.celery_k8s_job_executor`` | Kubernetes with Celery queues to throttle steps across many runs |
 
-The k8s executors need the ``k8s`` extra (``pip install -e ".[k8s]"``); asking for one without
-it fails at load with a message that says so. Each multiprocess step is a fresh Python process
+The k8s executors need the ``k8s`` extra (``pip install -e ".[k8s]"``), the Dask executor the
+``dask`` extra (``dagster-dask``, ``dask``, ``distributed``); asking for one without it fails
+at load with a message that says so. Each multiprocess step is a fresh Python process
 (``dagster api execute_step``), so XGBoost and the tree ensembles see the thread budget that
 ``taxi_assets.ml.estimators`` derives from the CPU affinity and ``TAXI_MAX_THREADS``. Model
 steps carry the op tag ``taxi/step: model-training`` and the multiprocess executor runs at
 most one of them at a time: each fit already uses every core, so running two side by side
 would only oversubscribe them (measured: XGBoost 8x slower), while cheap data steps still run
 beside a model.
+
+Dask (``dagster-dask`` 0.29)
+----------------------------
+``dask_executor`` takes its own config, ``cluster: {existing: {address: ...}}`` or
+``cluster: {local: {...LocalCluster kwargs}}``; it is bound here with ``.configured`` from the
+environment, so the run config of a Dask run is the same as of any other run (ops, resources).
+The executor submits every step of the run to the cluster up front as one Dask task
+(``dagster_dask.executor.query_on_dask_worker``), chained on its upstream steps' futures; the
+task rebuilds the job in the worker process (``ReconstructableJob``: the worker imports
+``taxi_assets.definitions`` with *its own* environment) and runs the step there, writing its
+events straight to the instance (so the instance must be reachable from the workers: the
+SQLite ``DAGSTER_HOME`` of one machine, or Postgres) and its outputs to the data root (so
+the data root must be shared: one machine's folder, or an object store). What the Dask
+executor does *not* do:
+
+* ``tag_concurrency_limits`` and ``max_concurrent`` are multiprocess-executor notions, so the
+  ``taxi/step: model-training`` tag has no effect. The cluster's slots decide instead: a worker
+  runs as many steps at once as it has threads (``dask worker --nthreads 1``: one), so give a
+  machine either one worker (its fits use every core) or ``k`` workers with
+  ``TAXI_MAX_THREADS=cores/k`` in their environment (what the local cluster here does), never
+  more fitting threads than cores;
+* the ``model_training`` op pool is enforced by the executors that claim pool slots from the
+  instance (in-process, multiprocess, step-delegating); the Dask executor claims none, so on
+  Dask the pool limits nothing across runs either. Runs are still limited by the run queue
+  (``concurrency.runs`` / ``QueuedRunCoordinator``); steps by the cluster's slots;
+* step retries: its retry mode is DISABLED, so ``RetryRequested`` (a transient network error,
+  see ``partitions.retry_transient``) fails the step at once; re-execute the run from failure.
+
+Per-step cost: no interpreter start-up (the worker keeps the code location imported after its
+first step) but one task round trip and one job reconstruction per step;
+``benchmarks/executors.py`` prints the figures.
 """
 
 import os
@@ -23,6 +56,59 @@ import dagster as dg
 
 # Op tag on every model-training step (see taxi_assets.assets.models).
 MODEL_STEP_TAG = ("taxi/step", "model-training")
+
+EXECUTORS = ("multiprocess", "in_process", "dask", "k8s", "celery_k8s")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return value
+
+
+def dask_cluster_config() -> dict:
+    """The ``cluster`` config of ``dagster_dask.dask_executor`` from the environment.
+
+    ``TAXI_DASK_ADDRESS`` set: ``{"existing": {"address": ...}}`` (the scheduler's workers must
+    run with the same settings, ``TAXI_DATA_ROOT`` & co., and see the same data root).
+    Unset: a ``LocalCluster`` per run, started by the run worker: ``TAXI_DASK_WORKERS`` worker
+    processes (default 2) of one thread each (dagster-dask forces ``threads_per_worker=1``;
+    Dagster steps are not thread-safe), each with ``TAXI_MAX_THREADS`` = cores / workers so
+    two model fits side by side never oversubscribe the cores, on 127.0.0.1 with the dashboard
+    on a free port.
+    """
+    address = os.environ.get("TAXI_DASK_ADDRESS", "").strip()
+    if address:
+        if "://" not in address:
+            raise ValueError(f"TAXI_DASK_ADDRESS must be a scheduler address like tcp://10.0.0.5:8786, got {address!r}")
+        return {"existing": {"address": address}}
+    workers = _positive("TAXI_DASK_WORKERS", 2)
+    threads = max(1, _cores() // workers)
+    if os.environ.get("TAXI_MAX_THREADS", "").strip():
+        threads = min(threads, _positive("TAXI_MAX_THREADS", threads))
+    return {
+        "local": {
+            "n_workers": workers,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": ":0",
+            "env": {"TAXI_MAX_THREADS": str(threads)},
+        }
+    }
 
 
 def executor_from_settings() -> dg.ExecutorDefinition:
@@ -39,6 +125,12 @@ def executor_from_settings() -> dg.ExecutorDefinition:
         )
     if kind == "in_process":
         return dg.in_process_executor
+    if kind == "dask":
+        try:
+            import dagster_dask  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError('TAXI_EXECUTOR=dask needs the dagster-dask package: pip install -e ".[dask]"') from exc
+        return _dask_executor().configured({"cluster": dask_cluster_config()}, name="dask")
     if kind in ("k8s", "celery_k8s"):
         module, name = (
             ("dagster_k8s", "k8s_job_executor") if kind == "k8s" else ("dagster_celery_k8s", "celery_k8s_job_executor")
@@ -50,7 +142,102 @@ def executor_from_settings() -> dg.ExecutorDefinition:
                 f"TAXI_EXECUTOR={kind} needs the {module.replace('_', '-')} package: pip install -e \".[k8s]\""
             ) from exc
         return getattr(imported, name)
-    raise ValueError(f"TAXI_EXECUTOR must be multiprocess, in_process, k8s or celery_k8s, got {kind!r}")
+    raise ValueError(f"TAXI_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+
+
+class _Sealed:
+    """Arguments handed to a Dask task as one opaque object.
+
+    dagster-dask 0.29.27 submits ``query_on_dask_worker(dependencies, recon_job, dagster_run,
+    ...)``; Dask's task-spec parser (``dask._task_spec.parse_input``, dask 2024.12 and later)
+    walks every tuple and named tuple among a task's arguments looking for futures, and a
+    ``DagsterRun``/``ReconstructableJob`` holds Dagster ``@record`` objects that refuse
+    iteration, so the submission fails before any step runs ("Iteration is not allowed on
+    `@record` TimeWindowPartitionsDefinition", for every partitioned run). Sealed, they travel
+    pickled as they are; only the list of upstream futures stays visible to Dask, which is
+    what orders the steps.
+    """
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: tuple):
+        self.args = args
+
+
+def _step_on_worker(dependencies, sealed: _Sealed):
+    """The Dask task of one step: dagster-dask's own ``query_on_dask_worker``, run in the worker."""
+    from dagster_dask.executor import query_on_dask_worker
+
+    return query_on_dask_worker(dependencies, *sealed.args)
+
+
+def _dask_executor() -> dg.ExecutorDefinition:
+    """dagster-dask's ``dask_executor`` (same config schema, same ``DaskExecutor`` and worker
+    function), submitting each step's arguments sealed (see :class:`_Sealed`)."""
+    import dask.distributed
+    from dagster._core.definitions.executor_definition import executor as executor_decorator
+    from dagster._core.errors import raise_execution_interrupts
+    from dagster._utils import iterate_with_context
+    from dagster_dask.executor import DaskExecutor, dask_executor, get_dask_resource_requirements
+
+    class SealedDaskExecutor(DaskExecutor):
+        def _cluster(self, job_name: str):
+            if self.cluster_type == "existing":
+                return self.cluster_configuration["address"]
+            if self.cluster_type == "local":
+                return dask.distributed.LocalCluster(**self.build_dict(job_name))
+            raise ValueError(f"the taxi Dask executor starts local clusters or joins existing ones, not {self.cluster_type!r}")
+
+        def execute(self, plan_context, execution_plan):
+            if not plan_context.instance.is_persistent:
+                raise dg.DagsterInvariantViolationError("Dask execution requires a persistent DagsterInstance")
+            job_name = plan_context.job_name
+            cluster = self._cluster(job_name)
+            try:
+                with dask.distributed.Client(cluster) as client:
+                    futures, by_step = [], {}
+                    for level in execution_plan.get_steps_to_execute_by_level():
+                        for step in level:
+                            dependencies = [
+                                by_step[key] for step_input in step.step_inputs for key in step_input.dependency_keys
+                            ]
+                            sealed = _Sealed(
+                                (
+                                    plan_context.reconstructable_job,
+                                    plan_context.dagster_run,
+                                    plan_context.run_config,
+                                    [step.key],
+                                    plan_context.instance.get_ref(),
+                                    execution_plan.known_state,
+                                )
+                            )
+                            future = client.submit(
+                                _step_on_worker,
+                                dependencies,
+                                sealed,
+                                key=f"{job_name}.{step.key}.{plan_context.run_id[:8]}",
+                                resources=get_dask_resource_requirements(step.tags),
+                                pure=False,
+                            )
+                            futures.append(future)
+                            by_step[step.key] = future
+                    completed = dask.distributed.as_completed(futures, with_results=True)
+                    for _future, events in iterate_with_context(raise_execution_interrupts, completed):
+                        yield from events
+            finally:
+                if not isinstance(cluster, str):
+                    cluster.close()
+
+    @executor_decorator(
+        name="dask",
+        requirements=dg.multiple_process_executor_requirements(),
+        config_schema=dask_executor.config_schema,
+    )
+    def sealed_dask_executor(init_context):
+        ((cluster_type, cluster_configuration),) = init_context.executor_config["cluster"].items()
+        return SealedDaskExecutor(cluster_type, cluster_configuration)
+
+    return sealed_dask_executor
 
 
 @dg.definitions

@@ -204,7 +204,7 @@ RIDE_FLAGS = {"pu": ("--pu", "PULocationID"), "do": ("--do", "DOLocationID"), "d
 def request_records(pu: str | None, do: str | None, distance: str | None, json_file: str | None) -> list[dict]:
     """The records a ``predict`` invocation asks for, validated (raises :class:`RequestError`)."""
     from taxi_assets.ml.features import InvalidRequestError, validate_request
-    from taxi_assets.registry.serving import records_from_json
+    from taxi_assets.registry.serving import records_from_json_text
 
     given = {key: value for key, value in {"pu": pu, "do": do, "distance": distance}.items() if value is not None}
     if json_file is not None:
@@ -213,15 +213,18 @@ def request_records(pu: str | None, do: str | None, distance: str | None, json_f
             raise RequestError(f"give either --json FILE or --pu/--do/--distance, not both (got --json and {flags})")
         path = Path(json_file)
         try:
-            document = json.loads(path.read_text())
+            text = path.read_text()
         except OSError as exc:
             raise RequestError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except ValueError as exc:
+        except ValueError as exc:  # not UTF-8
             raise RequestError(f"{path} is not valid JSON: {exc}") from None
         try:
-            records = records_from_json(document)
+            records = records_from_json_text(text)
         except ValueError as exc:
-            raise RequestError(f"{path}: {exc}") from None
+            message = str(exc)
+            if message.startswith("not valid JSON: "):
+                raise RequestError(f"{path} is not valid JSON: {message.removeprefix('not valid JSON: ')}") from None
+            raise RequestError(f"{path}: {message}") from None
     else:
         missing = [f"{flag} ({field})" for key, (flag, field) in RIDE_FLAGS.items() if key not in given]
         if missing:

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,3 +156,23 @@ def smtp_serving() -> Iterator[tuple[int, SmtpInbox]]:
         yield controller.port, inbox
     finally:
         controller.stop()
+
+
+# ------------------------------------------------------------------------ full disks
+
+
+@contextmanager
+def mounted_tmpfs(where: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs (``size=64k``, ``ro,...``) mounted at ``where`` for the block: full and
+    read-only file systems without patching any write. Needs root, as CI runs the tests."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True,
+                   capture_output=True, text=True)  # fmt: skip
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True, capture_output=True, text=True)

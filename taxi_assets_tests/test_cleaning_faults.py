@@ -110,14 +110,8 @@ def test_bad_zone_ids_among_real_rides_are_dropped_and_counted(dtype):
         (0, 7, "PULocationID 0 is not a TLC zone id (1..265)"),
         (300, 7, "PULocationID 300 is not a TLC zone id (1..265)"),
         (266, 7, "PULocationID 266 is not a TLC zone id (1..265)"),
-        pytest.param(
-            3.5, 7, "PULocationID 3.5 is not a TLC zone id (1..265)",
-            marks=pytest.mark.xfail(strict=True, reason="pu_do_codes casts 3.5 to 3 and builds '3_7' (reported to the lead)"),
-        ),
-        pytest.param(
-            np.nan, 7, "PULocationID nan is not a TLC zone id (1..265)",
-            marks=pytest.mark.xfail(strict=True, reason="pu_do_codes casts NaN to -9223372036854775808 and names that (reported to the lead)"),
-        ),
+        pytest.param(3.5, 7, "PULocationID 3.5 is not a TLC zone id (1..265)"),
+        pytest.param(np.nan, 7, "PULocationID nan is not a TLC zone id (1..265)"),
     ],
 )  # fmt: skip
 def test_no_feature_name_is_ever_built_from_a_bad_zone_id(pickup, dropoff, message):

@@ -30,7 +30,7 @@ def test_concurrent_cli_runs_of_one_partition(tmp_path, shared_data):
     )
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create the instance's databases once, as any deployment has them before runs race
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets",
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets.definitions",
                "--select", "raw_trips,cleaned_trips", "--partition", "2024-01"]
     runs = [subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(2)]
@@ -82,7 +82,7 @@ def test_multiprocess_run_trains_models_one_at_a_time(tmp_path, shared_data):
 
     def materialize(select: str, partition: str, executor: str | None = None, config: str | None = None):
         run_env = dict(env, TAXI_EXECUTOR=executor) if executor else env
-        args = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets", "--select", select,
+        args = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "taxi_assets.definitions", "--select", select,
                 "--partition", partition] + (["--config-json", config] if config else [])
         done = subprocess.run(args, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]

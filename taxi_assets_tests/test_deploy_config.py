@@ -63,7 +63,7 @@ def test_compose_services_match_the_dockerfiles_and_workspace():
     assert user_code["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
     cmd = dockerfile_cmd(DEPLOY / "Dockerfile")
     assert user_code["command"] == cmd == [
-        "dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "taxi_assets",
+        "dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "taxi_assets.definitions",
     ]
     port = cmd[cmd.index("-p") + 1]
     assert f"EXPOSE {port}" in (DEPLOY / "Dockerfile").read_text()
@@ -180,7 +180,7 @@ def test_helm_values_run_our_image_with_the_same_queue():
     values = load_yaml("deploy/helm/values.yaml")
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     assert deployment["image"]["repository"].endswith("/taxi-assets-user-code")
-    assert deployment["codeServerArgs"] == ["-m", "taxi_assets"]
+    assert deployment["codeServerArgs"] == ["-m", "taxi_assets.definitions"]
     env = {item["name"]: item["value"] for item in deployment["env"]}
     assert env["TAXI_DATA_ROOT"] == "/data" and env["TAXI_EXECUTOR"] == "multiprocess"
     assert env["MLFLOW_ARTIFACT_LOCATION"].startswith("mlflow-artifacts:/")
@@ -231,7 +231,7 @@ def test_code_server_serves_the_assets_to_a_grpc_workspace(tmp_path):
     ))
     log = open(tmp_path / "code-server.log", "w")
     server = subprocess.Popen(
-        [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(port), "-m", "taxi_assets"],
+        [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(port), "-m", "taxi_assets.definitions"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:

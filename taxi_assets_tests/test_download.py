@@ -763,17 +763,7 @@ def test_source_that_is_not_a_regular_file_is_refused(tmp_path):
 # treated like a full disk; works without root).
 
 
-@contextmanager
-def mounted_tmpfs(where: Path, options: str):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
-    where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True,
-                   capture_output=True, text=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True, capture_output=True, text=True)
+from taxi_assets_tests.helpers import mounted_tmpfs  # noqa: E402
 
 
 @pytest.fixture

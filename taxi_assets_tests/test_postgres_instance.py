@@ -3,7 +3,7 @@ months of data, a training set and a model; runs, materialization events and MLf
 in Postgres, and a submitted run waits in the QueuedRunCoordinator's queue.
 
 The cluster comes from deploy/postgres/start-local-postgres.sh (idempotent: CI's .ci/run starts
-it first, then this fixture only reuses it). Each session works in its own pair of fresh
+it first, then this fixture only reuses it; when this session started it, it stops it again). Each session works in its own pair of fresh
 databases, dropped at the end, so repeated runs never see each other's runs."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from taxi_assets_tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 START = REPO / "deploy" / "postgres" / "start-local-postgres.sh"
+STOP = REPO / "deploy" / "postgres" / "stop-local-postgres.sh"
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 EXPERIMENT = "taxi-trip-duration-green"
 
@@ -69,6 +70,9 @@ def local_postgres():
     yield settings
     for name, (user, password, home) in logins.items():
         admin(home, user, password, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    if "starting server" in done.stderr:  # this session started the server: stop it again
+        stopped = subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr[-2000:]
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +105,7 @@ def instance(deployment, monkeypatch):
 
 
 def dagster_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([DAGSTER, *args], env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    done = subprocess.run([DAGSTER, *args], env=env, capture_output=True, text=True, timeout=600, cwd=env["TAXI_DATA_ROOT"].rsplit("/", 1)[0])
     assert done.returncode == 0, f"dagster {' '.join(args)} failed:\n{done.stderr[-4000:]}"
     return done
 
@@ -113,12 +117,12 @@ def materialized(deployment):
     _, env = deployment
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(
-            lambda month: dagster_cli(env, "asset", "materialize", "-m", "taxi_assets", "--select", "raw_trips,cleaned_trips", "--partition", month),
+            lambda month: dagster_cli(env, "asset", "materialize", "-m", "taxi_assets.definitions", "--select", "raw_trips,cleaned_trips", "--partition", month),
             ["2024-01", "2024-02"],
         ))
     config = {"ops": {"linear_regression": {"config": {"max_evaluations": 1}}}}
     dagster_cli(
-        env, "asset", "materialize", "-m", "taxi_assets", "--select", "training_set,linear_regression",
+        env, "asset", "materialize", "-m", "taxi_assets.definitions", "--select", "training_set,linear_regression",
         "--partition", "2024-02", "--config-json", json.dumps(config),
     )
     return env
@@ -199,7 +203,7 @@ def test_submitted_run_waits_in_the_queue(deployment, instance):
     _, env = deployment
     run_id = str(uuid.uuid4())
     tags = {"dagster/partition": "2024-01", "taxi/workload": "training"}
-    dagster_cli(env, "job", "launch", "-m", "taxi_assets", "-j", "ingest_month", "--run-id", run_id, "--tags", json.dumps(tags))
+    dagster_cli(env, "job", "launch", "-m", "taxi_assets.definitions", "-j", "ingest_month", "--run-id", run_id, "--tags", json.dumps(tags))
     run = instance.get_run_by_id(run_id)
     try:
         assert run.status == dg.DagsterRunStatus.QUEUED

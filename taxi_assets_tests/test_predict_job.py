@@ -29,7 +29,7 @@ from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion, data_d
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The code location the webserver loads: the project's own, as `dagster dev` would.
-CODE_LOCATION = ["-m", "taxi_assets"]
+CODE_LOCATION = ["-m", "taxi_assets.definitions"]
 BAD_DISTANCE = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": -1.0}
 
 

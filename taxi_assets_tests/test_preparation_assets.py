@@ -232,3 +232,107 @@ def test_http_source_end_to_end(resources, instance, io_manager, shared_data):
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+def test_full_data_root_fails_at_once_naming_the_path(resources, instance, tmp_path):
+    """Before: ``OSError: [Errno 28] No space left on device`` without the path, retried for
+    3.5 minutes. Now one permanent failure naming the folder; the earlier month is intact and
+    no partial file is left."""
+    import time
+
+    from taxi_assets.defs.resources.io_manager import TaxiIOManager
+    from taxi_assets_tests.helpers import mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "small", "size=1600k") as small:
+        io = TaxiIOManager(data_root=str(small))
+        res = dict(resources, io_manager=io)
+        assert materialize(["raw_trips"], "2024-02", res, instance).success  # 1.28 MB: fits
+        good = io.path_for(RAW, "2024-02")
+        before = sha(good)
+        started = time.monotonic()
+        result = materialize(["raw_trips"], "2024-01", res, instance, raise_on_error=False)
+        seconds = time.monotonic() - started
+        assert not result.success and seconds < 60
+        message = failure_message(result)
+        assert "raw_trips[2024-01]: cannot write" in message and str(small / "green") in message
+        assert "No space left on device" in message
+        assert [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"] == []
+        assert sha(good) == before
+        leftovers = [p.name for p in small.rglob("*") if p.is_file() and p.name.startswith(".tmp-")]
+        assert leftovers == []
+        assert instance.get_materialized_partitions(RAW) == {"2024-02"}
+
+
+def _raw_month_with(shared_data, tmp_path, month: str, change) -> Path:
+    """A source folder holding ``month``'s real file after ``change(table) -> table``."""
+    name = f"green_tripdata_{month}.parquet"
+    real = pq.read_table(shared_data / name)
+    return _source_with(tmp_path, shared_data, name, table=change(real))
+
+
+@pytest.mark.parametrize(
+    "case, check",
+    [("dropoffs_before_pickups", "has_rides"), ("huge_distances", "distances_plausible")],
+)
+def test_cleaned_trips_blocking_checks_judge_before_writing(case, check, resources, instance, io_manager, tmp_path, shared_data):
+    """Before: a month where every dropoff precedes its pickup wrote a 0-row file over the good
+    54,373-row cleaned_trips[2024-01] and recorded the materialization, and only then failed
+    ("1 blocking asset check failed ...: cleaned_trips: has_rides"). Now the check is judged
+    first: the previous file stays byte-identical and no materialization is recorded."""
+    CLEANED = dg.AssetKey("cleaned_trips")
+    materialize(["raw_trips", "cleaned_trips"], "2024-01", resources, instance)
+    good = io_manager.path_for(CLEANED, "2024-01")
+    before = sha(good)
+    count = len(instance.fetch_materializations(CLEANED, limit=10).records)
+
+    def change(table: pa.Table) -> pa.Table:
+        if case == "dropoffs_before_pickups":
+            pickup = table.column("lpep_pickup_datetime")
+            earlier = pa.compute.subtract(pickup, pa.scalar(60_000_000, pa.duration("us")))
+            return table.set_column(table.column_names.index("lpep_dropoff_datetime"), "lpep_dropoff_datetime", earlier)
+        distance = table.column("trip_distance").to_numpy().copy()
+        distance[:: 50] = 1e9  # 2% of the rides
+        return table.set_column(table.column_names.index("trip_distance"), "trip_distance", pa.array(distance))
+
+    folder = _raw_month_with(shared_data, tmp_path, "2024-01", change)
+    bad = dict(resources, data_source=TlcDataSource(base=str(folder)))
+    result = materialize(["raw_trips", "cleaned_trips"], "2024-01", bad, instance, raise_on_error=False)
+    assert not result.success
+    assert checks(result)[check] is False
+    message = failure_message(result)
+    assert f"cleaned_trips[2024-01] failed blocking check {check}" in message
+    assert "nothing was written, the previous cleaned_trips[2024-01] is kept" in message
+    assert sha(good) == before
+    assert result.asset_materializations_for_node("cleaned_trips") == []
+    assert len(instance.fetch_materializations(CLEANED, limit=10).records) == count
+    if case == "huge_distances":
+        assert "impossible_share=0.02" in message and "main_reason=over_100_miles" in message
+        # a run-config bound drops them instead, for users who want that
+        config = {"ops": {"cleaned_trips": {"config": {"max_trip_distance_miles": 100.0}}}}
+        dropped = materialize(["raw_trips", "cleaned_trips"], "2024-01", bad, instance, run_config=config)
+        cleaned = meta(dropped, "cleaned_trips")
+        assert cleaned["impossible_distance_over_100_miles"] == 0
+        assert cleaned["dropped_distance_above_max"] > 1_000  # the 2% and the month's own 42
+        assert cleaned["rows_out"] + cleaned["dropped_distance_above_max"] == 54_373
+
+
+def test_training_set_blocking_check_judges_before_writing(resources, instance, io_manager, tmp_path):
+    """A cleaned month that reaches the training set with an infinite duration (written behind
+    the pipeline's back) fails consistent_shapes and replaces nothing."""
+    for month in ("2024-01", "2024-02"):
+        materialize(["raw_trips", "cleaned_trips"], month, resources, instance)
+    materialize(["training_set"], "2024-02", resources, instance)
+    TS = dg.AssetKey("training_set")
+    good = io_manager.path_for(TS, "2024-02")
+    before = sha(good)
+    CLEANED = dg.AssetKey("cleaned_trips")
+    broken = io_manager.load(CLEANED, "2024-02")
+    broken.loc[0, "duration"] = float("inf")
+    io_manager.write(CLEANED, "2024-02", broken)
+    result = materialize(["training_set"], "2024-02", resources, instance, raise_on_error=False)
+    assert not result.success
+    assert checks(result) == {"consistent_shapes": False}
+    message = failure_message(result)
+    assert "training_set[2024-02] failed blocking check consistent_shapes (problems=targets contain NaN or infinite values)" in message
+    assert sha(good) == before
+    assert result.asset_materializations_for_node("training_set") == []

@@ -2,7 +2,7 @@
 
 ``TAXI_TYPE`` is definition-time configuration, read once when ``taxi_assets.settings`` is
 imported; this test process already imported it as green (see conftest). So the yellow
-deployment runs where it would in production: ``dagster asset materialize -m taxi_assets``
+deployment runs where it would in production: ``dagster asset materialize -m taxi_assets.definitions``
 with ``TAXI_TYPE=yellow``, a yellow source folder, its own data root and ``DAGSTER_HOME``.
 
 The yellow months are small yellow-schema files built from the shared green months
@@ -29,6 +29,7 @@ import pytest
 
 from taxi_assets.ml.dataset import load_training_set
 from taxi_assets.ml.estimators import ESTIMATORS
+from taxi_assets.ml.leaderboard import validation_predictions
 from taxi_assets.ml.schema import NORMALIZED_SCHEMAS
 
 MONTHS = ("2024-01", "2024-02")
@@ -90,7 +91,7 @@ def yellow_deployment(tmp_path_factory, shared_data):
     ]
     for selection, partition, extra in steps:
         done = subprocess.run(
-            [DAGSTER, "asset", "materialize", "-m", "taxi_assets", "--select", selection, "--partition", partition, *extra],
+            [DAGSTER, "asset", "materialize", "-m", "taxi_assets.definitions", "--select", selection, "--partition", partition, *extra],
             env=env, cwd=root, capture_output=True, text=True, timeout=300, check=False,
         )
         assert done.returncode == 0, f"{selection} [{partition}] failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
@@ -142,7 +143,8 @@ def test_raw_trips_are_normalized_yellow(yellow_deployment):
         assert raw.column("pickup_datetime").to_pylist() == built[month].column("tpep_pickup_datetime").to_pylist()
         meta = _metadata(yellow_deployment["home"], "raw_trips", month)
         assert meta["taxi_type"] == "yellow"
-        assert meta["rows"] == RIDES and meta["columns"] == len(NORMALIZED_SCHEMAS["yellow"])
+        assert meta["dagster/row_count"] == RIDES
+        assert len(meta["dagster/column_schema"].columns) == len(NORMALIZED_SCHEMAS["yellow"])
         assert meta["source"].endswith(f"yellow_tripdata_{month}.parquet")
         assert "Airport_fee" not in meta["dropped_columns"]
 
@@ -183,15 +185,17 @@ def test_quick_model_closes_the_graph_on_yellow(yellow_deployment):
         )
     (execution,) = checks.values()
     assert execution.status.value == "SUCCEEDED"
-    predictor = joblib.load(data_root / "yellow" / MODEL / "2024-02.pkl")
+    trained = joblib.load(data_root / "yellow" / MODEL / "2024-02.pkl")
     ts = load_training_set(data_root / "yellow" / "training_set" / "2024-02.npz")
-    assert predictor.num_features == ts.num_features
-    # The stored model scores raw records the way serving does, and agrees with its features.
+    assert trained.estimator == MODEL and trained.month == "2024-02"
+    # The stored model scores raw records the way serving does, and its validation RMSE is the
+    # one recorded.
     records = [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}, {"PULocationID": 166, "DOLocationID": 41, "trip_distance": 0.9}]
-    by_records = predictor.predict(records)
+    by_records = trained.predict(records)
     assert by_records.shape == (2,) and np.all(np.isfinite(by_records))
-    assert np.allclose(by_records, predictor.predict_features(predictor.features(records)))
-    validation_rmse = float(np.sqrt(np.mean((predictor.predict_features(ts.X_val) - ts.y_val) ** 2)))
+    validation = ts.validation_rides()
+    assert np.allclose(trained.predict(validation), validation_predictions(trained, ts))
+    validation_rmse = float(np.sqrt(np.mean((validation_predictions(trained, ts) - ts.y_val) ** 2)))
     assert validation_rmse == pytest.approx(meta["rmse"], rel=1e-9)
 
 

@@ -89,9 +89,19 @@ def report_dir(asset: str, month: str):
 
 
 def save_report(asset: str, month: str, name: str, png: bytes) -> None:
-    """Write a chart beside the data (``reports/<asset>/<month>/<name>.png``), atomically."""
-    with atomic_path(report_dir(asset, month) / f"{name}.png") as tmp:
-        tmp.write_bytes(png)
+    """Write a chart beside the data (``reports/<asset>/<month>/<name>.png``), atomically. A
+    full or read-only data root fails the step at once, naming the folder (no retry: it
+    stays full until someone frees space)."""
+    folder = report_dir(asset, month)
+    try:
+        with atomic_path(folder / f"{name}.png") as tmp:
+            tmp.write_bytes(png)
+    except OSError as exc:
+        raise dg.Failure(
+            description=f"{asset}[{month}]: cannot write {folder}: {exc.strerror or type(exc).__name__}; "
+            "nothing was replaced",
+            allow_retries=False,
+        ) from None
 
 
 def profile_metadata(

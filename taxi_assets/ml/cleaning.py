@@ -70,17 +70,33 @@ def duration_minutes(pickup: pd.Series, dropoff: pd.Series) -> np.ndarray:
     return minutes
 
 
+def _zone_ids(name: str, values) -> np.ndarray:
+    """``values`` as int64 zone ids, or a ValueError naming the first value that is not one: a
+    negative id would pack into another pair's name (7, -5 -> "6_999995"), 3.5 into zone 3 and
+    NaN into a huge negative number."""
+    ids = np.asarray(values)
+    if ids.dtype.kind in "iu":
+        bad = (ids < MIN_LOCATION_ID) | (ids > MAX_LOCATION_ID)
+    else:
+        as_float = np.asarray(ids, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(as_float) | (as_float != np.round(as_float))
+            bad |= (as_float < MIN_LOCATION_ID) | (as_float > MAX_LOCATION_ID)
+        ids = np.where(bad, 0, as_float)
+    if bad.any():
+        first = np.asarray(values).ravel()[np.flatnonzero(np.ravel(bad))[0]]
+        shown = int(first) if isinstance(first, (int, np.integer)) else float(first)
+        if isinstance(shown, float) and shown.is_integer():
+            shown = int(shown)
+        raise ValueError(f"{name} {shown} is not a TLC zone id ({MIN_LOCATION_ID}..{MAX_LOCATION_ID})")
+    return ids.astype(np.int64, copy=False)
+
+
 def pu_do_codes(pickup_ids: pd.Series | np.ndarray, dropoff_ids: pd.Series | np.ndarray) -> tuple[list[str], np.ndarray]:
     """``(labels, codes)`` of the ``"{PULocationID}_{DOLocationID}"`` pairs: each distinct pair
     is formatted once, ``codes`` (int32) index ``labels`` per ride."""
-    pu = np.asarray(pickup_ids, dtype=np.int64)
-    do = np.asarray(dropoff_ids, dtype=np.int64)
-    for name, ids in (("PULocationID", pu), ("DOLocationID", do)):
-        bad = (ids < MIN_LOCATION_ID) | (ids > MAX_LOCATION_ID)
-        if bad.any():  # a negative id would pack into another pair's name (7, -5 -> "6_999995")
-            raise ValueError(
-                f"{name} {int(ids[np.flatnonzero(bad)[0]])} is not a TLC zone id ({MIN_LOCATION_ID}..{MAX_LOCATION_ID})"
-            )
+    pu = _zone_ids("PULocationID", pickup_ids)
+    do = _zone_ids("DOLocationID", dropoff_ids)
     # Zone ids are 1..265: pack the pair into one int64 key.
     keys = pu * 1_000_000 + do
     uniques, codes = np.unique(keys, return_inverse=True)

@@ -41,6 +41,8 @@ SQLITE_PREFIX = "sqlite:///"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_TIMEOUT"
 RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+# What the user exported before this process started: those are never overridden.
+_USER_HTTP_SETTINGS = {v for v in (TIMEOUT_VARIABLE, RETRIES_VARIABLE) if v in os.environ}
 
 
 class TrackingStoreUnavailable(RuntimeError):
@@ -136,9 +138,10 @@ class TrackingStore:
         self.max_retries = int(max_retries)
         self._experiment_id: str | None = None
         _quiet_mlflow_logs()
-        # MLflow reads these on every request; a user's own values win.
-        os.environ.setdefault(TIMEOUT_VARIABLE, str(self.request_timeout))
-        os.environ.setdefault(RETRIES_VARIABLE, str(self.max_retries))
+        # MLflow reads these on every request; values the user set before start-up win.
+        for variable, value in ((TIMEOUT_VARIABLE, self.request_timeout), (RETRIES_VARIABLE, self.max_retries)):
+            if variable not in _USER_HTTP_SETTINGS:
+                os.environ[variable] = str(value)
 
     @property
     def label(self) -> str:

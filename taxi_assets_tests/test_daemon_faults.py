@@ -1,0 +1,198 @@
+"""Faults a user meets with the daemon running: a run worker killed with ``kill -9``, and failed
+runs started every way a user starts them, each of which must reach the alert channels.
+
+Both run against real processes: ``dagster-daemon run`` / ``dagster dev`` on a fresh embedded
+instance written by ``taxi-assets init``, a real SMTP server (aiosmtpd) and a real webhook
+endpoint on 127.0.0.1.
+
+Before the fixes: the killed run stayed STARTED forever and its step process kept running
+(the default run launcher cannot answer the run monitor's health check); runs started with
+``dagster asset materialize`` or ``dg launch`` were never alerted (the run-failure sensor only
+watched runs launched against its own code location).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets.instance import write_instance_yaml
+from taxi_assets_tests.helpers import WebhookServer, serving, smtp_serving
+from taxi_assets_tests.processes import BIN, REPO, daemon, dagster_dev, wait_until
+from taxi_assets_tests.scoring_server import free_port
+
+
+class _TrickleHandler(BaseHTTPRequestHandler):
+    """Serves every month as a parquet file that arrives one byte a second, forever: a step
+    that downloads it keeps running (it never stalls long enough to time out)."""
+
+    def do_HEAD(self):  # noqa: N802 - the new-month sensor's probe: nothing is published
+        self.send_response(404)
+        self.end_headers()
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "100000000")
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"P")
+                self.wfile.flush()
+                time.sleep(1)
+        except OSError:
+            return
+
+    def log_message(self, format, *args):
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _event_pid(instance, run_id: str, event_type) -> int | None:
+    records = instance.get_records_for_run(run_id, of_type=event_type).records
+    return records[0].event_log_entry.dagster_event.pid if records else None
+
+
+def _deployment(root: Path, source: str) -> tuple[Path, dict]:
+    home = root / "home"
+    write_instance_yaml(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(DAGSTER_HOME=str(home), TAXI_DATA_SOURCE=source, TAXI_DATA_ROOT=str(root / "data"), TAXI_IGNORE_DOTENV="1")
+    return home, env
+
+
+def test_a_killed_run_is_failed_and_its_step_processes_ended(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    server.daemon_threads = True
+    with serving(server):
+        home, env = _deployment(tmp_path, f"http://127.0.0.1:{server.server_address[1]}/trip-data")
+        with dg.DagsterInstance.from_config(str(home)) as instance, daemon(env, tmp_path, tmp_path / "daemon.log") as process:
+            run_id = "killed-run-" + str(int(time.time()))
+            launched = subprocess.run(
+                [str(BIN / "dagster"), "job", "launch", "-w", str(REPO / "workspace.yaml"), "-j", "ingest_month",
+                 "--run-id", run_id, "--tags", json.dumps({"dagster/partition": "2024-01"})],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+            assert launched.returncode == 0, launched.stderr[-3000:]
+            step_pid = wait_until(
+                lambda: _event_pid(instance, run_id, dg.DagsterEventType.STEP_START), 180, what="the download step"
+            )
+            worker_pid = _event_pid(instance, run_id, dg.DagsterEventType.RUN_START)
+            assert worker_pid != step_pid and _pid_alive(worker_pid) and _pid_alive(step_pid)
+            os.kill(worker_pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            run = wait_until(
+                lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
+                120,
+                what=f"run {run_id} to leave STARTED\n{process.log_tail()}",
+            )
+            seconds = time.monotonic() - killed_at
+            assert run.status == dg.DagsterRunStatus.FAILURE
+            assert seconds < 90
+            wait_until(lambda: not _pid_alive(step_pid), 30, interval=0.5, what="the orphaned step process to end")
+            messages = [
+                r.event_log_entry.dagster_event.message or ""
+                for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+            ]
+            assert any(f"run worker pid {worker_pid} is gone" in m for m in messages), messages
+            assert any(f"ended its orphaned step process(es) {step_pid}" in m for m in messages), messages
+
+
+@pytest.fixture
+def alert_channels():
+    with smtp_serving() as (smtp_port, inbox), serving(WebhookServer()) as webhook:
+        yield {"smtp_port": smtp_port, "inbox": inbox, "webhook": webhook}
+
+
+def test_every_failed_run_is_alerted_however_it_was_launched(tmp_path, shared_data, alert_channels):
+    """A month missing from the source fails raw_trips at once ("not published yet"). Five
+    launch paths each fail one month; every one must arrive by email and webhook."""
+    source = tmp_path / "source"
+    source.mkdir()  # an empty source: every month is "not published yet"
+    home, env = _deployment(tmp_path, str(source))
+    env.update(
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(alert_channels["smtp_port"]),
+        SMTP_USE_TLS="false",
+        SMTP_EMAIL="dagster@example.org",
+        ALERT_EMAIL_TO="oncall@example.org",
+        ALERT_WEBHOOK_URL=f"{alert_channels['webhook'].base_url}/hooks/T000/B000/secret",
+        TAXI_BOOTSTRAP_MONTHS="0",
+    )
+    port = free_port()
+    workspace = str(REPO / "workspace.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance, dagster_dev(env, tmp_path, tmp_path / "dev.log", port) as dev:
+        from dagster_graphql import DagsterGraphQLClient
+
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+
+        def webserver_up():
+            try:
+                client.get_run_status("00000000-0000-0000-0000-000000000000")
+            except Exception as exc:  # noqa: BLE001 - not up yet, or up and answering "not found"
+                return "not found" in str(exc).lower() or "could not find" in str(exc).lower()
+            return True
+
+        wait_until(webserver_up, 180, what=f"dagster dev to answer\n{dev.log_tail()}")
+
+        def cli(*args, cwd=tmp_path):
+            done = subprocess.run(list(args), env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+            return done
+
+        # 1. the UI (its GraphQL API): a launched run
+        client.submit_job_execution("ingest_month", tags={"dagster/partition": "2023-03"})
+        # 2. the daemon: a backfill it launches
+        cli(str(BIN / "dagster"), "job", "backfill", "-w", workspace, "-j", "ingest_month",
+            "--partitions", "2023-04", "--noprompt")  # fmt: skip
+        # 3. the dagster CLI, executing in its own process
+        cli(str(BIN / "dagster"), "asset", "materialize", "-m", "taxi_assets.definitions",
+            "--select", "raw_trips", "--partition", "2023-05")  # fmt: skip
+        # 4. the dg CLI
+        cli(str(BIN / "dg"), "launch", "-m", "taxi_assets.definitions", "--assets", "raw_trips", "--partition", "2023-06")
+        # 5. taxi-assets run (prepare_month of the training month fails)
+        cli(str(BIN / "taxi-assets"), "run", "--month", "2023-08")
+
+        expected = {"2023-03", "2023-04", "2023-05", "2023-06", "2023-07"}
+
+        def failed_partitions():
+            runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+            return {r.tags.get("dagster/partition") for r in runs}
+
+        wait_until(lambda: expected <= failed_partitions(), 240, what=f"five failed runs\n{dev.log_tail()}")
+        inbox, webhook = alert_channels["inbox"], alert_channels["webhook"]
+
+        def alerted():
+            subjects = [m["Subject"] for m in inbox.messages()]
+            return all(any(f"/ {month}" in s for s in subjects) for month in expected) and len(webhook.payloads) >= 5
+
+        wait_until(alerted, 180, interval=5, what=f"an alert for each failed run\n{dev.log_tail()}")
+    messages = inbox.messages()
+    for month in expected:
+        (mail,) = [m for m in messages if f"/ {month}" in m["Subject"]]
+        body = mail.get_content()
+        assert "is not published yet" in body and f"Partition: {month}" in body
+    texts = [p["text"] for p in webhook.payloads]
+    for month in expected:
+        assert any(f"partition {month}" in t for t in texts), month
+    # the webhook's secret path never appears in what was sent or logged
+    assert all("secret" not in t for t in texts)
+    assert "/hooks/T000/B000/secret" not in (tmp_path / "dev.log").read_text()

@@ -12,11 +12,11 @@ bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 | --- | --- | --- |
 | ``TAXI_DATA_SOURCE`` | ``../shared/data/nyc-tlc`` if it holds months, else the TLC address | base URL or local folder holding ``{taxi}_tripdata_YYYY-MM.parquet`` |
 | ``TAXI_TYPE`` | ``green`` | ``green`` or ``yellow``; one type per deployment, recorded in paths |
-| ``TAXI_DATA_ROOT`` | ``<project>/data`` | where outputs (parquet, npz, models) are written |
+| ``TAXI_DATA_ROOT`` | ``<project>/data`` | where outputs (parquet, npz, models) are written: a folder, or an object-store URL such as ``s3://bucket/prefix`` (``taxi_assets/io/storage.py``) |
 | ``TAXI_START_MONTH`` | ``2023-01`` | first monthly partition |
 | ``TAXI_TRAIN_MONTHS`` | ``1`` | months before M that ``training_set[M]`` trains on |
-| ``MLFLOW_TRACKING_URI`` | ``sqlite:///<data root>/mlflow/mlflow.db`` | MLflow tracking store (server URL in production) |
-| ``MLFLOW_ARTIFACT_LOCATION`` | ``<data root>/mlflow/artifacts`` | artifact root of the experiment (used when it is created) |
+| ``MLFLOW_TRACKING_URI`` | ``sqlite:///<data root>/mlflow/mlflow.db`` (object-store data root: ``sqlite:///<DAGSTER_HOME>/mlflow.db``) | MLflow tracking store (server URL in production) |
+| ``MLFLOW_ARTIFACT_LOCATION`` | ``<data root>/mlflow/artifacts`` (``s3://...`` too: boto3, ``MLFLOW_S3_ENDPOINT_URL``) | artifact root of the experiment (used when it is created) |
 | ``MLFLOW_EXPERIMENT_NAME`` | ``taxi-trip-duration-{taxi type}`` | experiment of all model runs |
 | ``TAXI_TRAINING_SET_FRESHNESS_SECONDS`` | ``600`` | training set fails freshness after this long (Mage's 600 s) |
 | ``TAXI_MODEL_FRESHNESS_SECONDS`` | ``86400`` | models fail freshness after this long (Mage's one day) |
@@ -29,6 +29,9 @@ bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 | ``TAXI_MAX_RETRIES`` | ``2`` | retries of a step that failed for a transient reason (network, timeout, 5xx, MLflow down) |
 | ``TAXI_RETRY_DELAY_SECONDS`` | ``30`` | delay before the first such retry, doubled for each next one |
 | ``TAXI_EXECUTOR`` | ``multiprocess`` | ``multiprocess``, ``in_process``, ``dask``, ``k8s`` or ``celery_k8s`` (see ``defs/executors.py``) |
+| ``TAXI_DASK_ADDRESS`` | unset | with ``TAXI_EXECUTOR=dask``: the scheduler to run steps on (``tcp://host:8786``); unset, each run starts a local cluster. Also the cluster boosted models train across when a model step runs outside Dask |
+| ``TAXI_DASK_WORKERS`` | ``2`` | worker processes of that local cluster (one thread each, ``TAXI_MAX_THREADS`` = cores / workers) |
+| ``TAXI_DISTRIBUTED_MIN_ROWS`` | ``2000000`` | training rides from which XGBoost and LightGBM train across the Dask cluster's workers (``xgboost.dask``, ``lightgbm.dask``; ``ml/distributed.py``), each worker reading its own months; below it, or with no cluster, on one process |
 
 In production raise the freshness windows to the publishing cadence (TLC publishes monthly,
 with a lag of about two months): e.g. 35 days for the training set and models.
@@ -42,6 +45,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from taxi_assets import months
+from taxi_assets.io import storage
 from taxi_assets.io.download import TLC_BASE_URL
 from taxi_assets.io.env import env_number
 from taxi_assets.ml.schema import check_taxi_type
@@ -109,6 +113,8 @@ class Settings:
     automation_interval_seconds: int
     max_retries: int
     retry_delay_seconds: float
+    dask_address: str = ""
+    distributed_min_rows: int = 2_000_000
 
     @property
     def dagster_home(self) -> Path:
@@ -132,10 +138,18 @@ def _float(name: str, default: float) -> float:
 def load_settings() -> Settings:
     """Read the settings from the environment (see the module docstring for the table)."""
     taxi_type = check_taxi_type(os.environ.get("TAXI_TYPE", "green").strip().lower())
-    data_root = Path(os.environ.get("TAXI_DATA_ROOT", PROJECT_ROOT / "data")).expanduser().resolve()
+    # A folder (Path), or an object-store URL (UPath): see taxi_assets.io.storage.
+    data_root = storage.as_path(str(os.environ.get("TAXI_DATA_ROOT", PROJECT_ROOT / "data")))
     mlflow_dir = data_root / "mlflow"
-    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
-    artifacts = os.environ.get("MLFLOW_ARTIFACT_LOCATION") or (mlflow_dir / "artifacts").as_uri()
+    if storage.is_remote(data_root):
+        # SQLite cannot live on an object store: the tracking database stays beside Dagster's
+        # own, the artifacts go to the store.
+        home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").expanduser().resolve()
+        default_tracking, default_artifacts = f"sqlite:///{home / 'mlflow.db'}", str(mlflow_dir / "artifacts")
+    else:
+        default_tracking, default_artifacts = f"sqlite:///{mlflow_dir / 'mlflow.db'}", (mlflow_dir / "artifacts").as_uri()
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking
+    artifacts = os.environ.get("MLFLOW_ARTIFACT_LOCATION") or default_artifacts
     source = (os.environ.get("TAXI_DATA_SOURCE") or default_data_source()).strip()
     if "://" not in source:
         source = str(Path(source).expanduser().resolve())
@@ -163,6 +177,8 @@ def load_settings() -> Settings:
         automation_interval_seconds=_positive_int("TAXI_AUTOMATION_INTERVAL_SECONDS", 30),
         max_retries=env_number("TAXI_MAX_RETRIES", 2, int, minimum=0),
         retry_delay_seconds=_float("TAXI_RETRY_DELAY_SECONDS", 30.0),
+        dask_address=os.environ.get("TAXI_DASK_ADDRESS", "").strip(),
+        distributed_min_rows=_positive_int("TAXI_DISTRIBUTED_MIN_ROWS", 2_000_000),
     )
 
 

@@ -19,7 +19,17 @@ TEMP_PREFIX = ".tmp-"
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path in ``target``'s folder; on success rename it onto ``target``."""
+    """Yield a temp path in ``target``'s folder; on success rename it onto ``target``.
+
+    An object-store target (a ``UPath`` or URL such as ``s3://bucket/key``) gets a local temp
+    file published by :func:`taxi_assets.io.storage.atomic_target` instead (an all-or-nothing
+    upload), so callers write both kinds the same way."""
+    if not isinstance(target, Path) and "://" in str(target) and not str(target).startswith("file://"):
+        from taxi_assets.io.storage import as_path, atomic_target
+
+        with atomic_target(as_path(target)) as tmp:
+            yield tmp
+        return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", suffix=target.suffix, dir=target.parent)

@@ -1,6 +1,9 @@
 """The IO manager: one file per asset partition under the data root, written atomically.
 
-Layout: ``{data_root}/{taxi_type}/{asset_key}/{month}.{ext}``: the taxi type comes from the
+Layout: ``{data_root}/{taxi_type}/{asset_key}/{month}.{ext}``, where the data root is a local
+folder or an object-store URL (``s3://bucket/prefix``, ``gs://...``, ``az://...``: any fsspec
+filesystem, as paths of :mod:`taxi_assets.io.storage`; the same layout, the same errors). The
+taxi type comes from the
 one setting (``TAXI_TYPE``), never from resource config, so green and yellow never mix; the
 format follows the object:
 ``.parquet`` for DataFrames and Arrow tables (zstd), ``.npz`` for training sets (sparse
@@ -19,10 +22,17 @@ absent: a missing partition is then left out of the dict, or arrives as None. An
 ``AssetIn(metadata={"columns": [...]})``. A stored file that cannot be read is a
 :class:`CorruptOutputError` naming the asset, month and path: a permanent error (re-running
 the step would read the same bytes), so the wiring fails it without retries.
+
+Writes are atomic on every store: the object is built completely in a local temp file, then
+renamed into place (local folder) or uploaded in one all-or-nothing request (S3, GCS, Azure),
+or uploaded to a temp key and moved (other fsspec stores); a failed or interrupted run never
+leaves a half-written object visible and keeps the previous one (see
+:mod:`taxi_assets.io.storage` for why an S3 PUT or multipart upload is all-or-nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from taxi_assets.io import storage
 from taxi_assets.io.atomic import atomic_path
 from taxi_assets.ml.dataset import TrainingSet, load_training_set, save_training_set
 from taxi_assets.settings import SETTINGS
@@ -60,11 +71,23 @@ def label(asset_key: dg.AssetKey, partition: str | None) -> str:
 class TaxiIOManager(dg.ConfigurableIOManager):
     """Parquet / npz / joblib files under ``{data_root}/{taxi type}``, one per asset partition."""
 
-    data_root: str = Field(default=str(SETTINGS.data_root), description="Folder of every output (TAXI_DATA_ROOT).")
+    data_root: str = Field(
+        default=str(SETTINGS.data_root),
+        description="Folder or object-store URL (s3://bucket/prefix) of every output (TAXI_DATA_ROOT).",
+    )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every step uses this IO manager, so its set-up is where a step process learns to end
+        # with its run worker (see taxi_assets.instance.end_with_run_worker).
+        if context.instance is not None and context.run_id:
+            from taxi_assets.instance import end_with_run_worker
+
+            end_with_run_worker(context.instance, context.run_id)
 
     @property
     def base_dir(self) -> Path:
-        return Path(self.data_root) / SETTINGS.taxi_type
+        """``{data_root}/{taxi type}``: a ``Path``, or a ``UPath`` on an object store."""
+        return storage.as_path(self.data_root) / SETTINGS.taxi_type
 
     def _stem(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
         return self.base_dir.joinpath(*asset_key.path) / (partition or UNPARTITIONED)
@@ -180,16 +203,28 @@ class TaxiIOManager(dg.ConfigurableIOManager):
         """Read one stored asset partition (also used by scripts and tests)."""
         path = self.path_for(asset_key, partition)
         try:
-            if path.suffix == ".parquet":
-                return pd.read_parquet(path, columns=columns)
-            if path.suffix == ".npz":
-                return load_training_set(path)
-            import joblib
+            with _readable(path) as source:
+                if path.suffix == ".parquet":
+                    return pd.read_parquet(source, columns=columns)
+                if path.suffix == ".npz":
+                    return load_training_set(source)
+                import joblib
 
-            return joblib.load(path)
+                return joblib.load(source)
         except Exception as exc:  # noqa: BLE001 - truncated zip/parquet, foreign bytes, bad pickle
             raise CorruptOutputError(
                 f"{label(asset_key, partition)}: the stored file {path} cannot be read ({type(exc).__name__}); "
                 f"re-materialize it, e.g. `dg launch --assets {asset_key.to_user_string()}"
                 + (f" --partition {partition}`" if partition else "`")
             ) from None
+
+
+@contextlib.contextmanager
+def _readable(path):
+    """The local path itself, or an open binary handle of an object-store path (pandas,
+    numpy and joblib read seekable handles; s3fs reads ahead in blocks)."""
+    if not storage.is_remote(path):
+        yield path
+        return
+    with path.open("rb") as handle:
+        yield handle

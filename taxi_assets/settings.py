@@ -15,6 +15,7 @@ bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 | ``TAXI_DATA_ROOT`` | ``<project>/data`` | where outputs (parquet, npz, models) are written: a folder, or an object-store URL such as ``s3://bucket/prefix`` (``taxi_assets/io/storage.py``) |
 | ``TAXI_START_MONTH`` | ``2023-01`` | first monthly partition |
 | ``TAXI_TRAIN_MONTHS`` | ``1`` | months before M that ``training_set[M]`` trains on |
+| ``TAXI_EXTENDED_FEATURES`` | ``false`` | ``true``: models also use the pickup hour and day of week, and requests then carry ``pickup_datetime`` (recorded in each training set; off: the course's features and request) |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///<data root>/mlflow/mlflow.db`` (object-store data root: ``sqlite:///<DAGSTER_HOME>/mlflow.db``) | MLflow tracking store (server URL in production) |
 | ``MLFLOW_ARTIFACT_LOCATION`` | ``<data root>/mlflow/artifacts`` (``s3://...`` too: boto3, ``MLFLOW_S3_ENDPOINT_URL``) | artifact root of the experiment (used when it is created) |
 | ``MLFLOW_EXPERIMENT_NAME`` | ``taxi-trip-duration-{taxi type}`` | experiment of all model runs |
@@ -48,6 +49,7 @@ from taxi_assets import months
 from taxi_assets.io import storage
 from taxi_assets.io.download import TLC_BASE_URL
 from taxi_assets.io.env import env_number
+from taxi_assets.ml.representation import extended_features_enabled
 from taxi_assets.ml.schema import check_taxi_type
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +102,7 @@ class Settings:
     data_root: Path
     start_month: str
     train_months: int
+    extended_features: bool
     mlflow_tracking_uri: str
     mlflow_artifact_location: str
     mlflow_experiment_name: str
@@ -164,6 +167,7 @@ def load_settings() -> Settings:
         data_root=data_root,
         start_month=start,
         train_months=_positive_int("TAXI_TRAIN_MONTHS", 1),
+        extended_features=extended_features_enabled(),
         mlflow_tracking_uri=tracking,
         mlflow_artifact_location=artifacts,
         mlflow_experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", f"taxi-trip-duration-{taxi_type}"),

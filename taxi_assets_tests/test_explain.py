@@ -139,3 +139,50 @@ def test_errors_are_clear(training, booster):
     with pytest.raises(ValueError, match="the model has 3 features but 2 feature names were given"):
         top_features(Linear(), ["a", "b"])
     assert top_features(Linear(), ["a", "b", "c"], top_n=2)["feature"].tolist() == ["b", "a"]
+
+
+@pytest.fixture(scope="module")
+def compact():
+    """The categorical representation of the same 5,000 rides (PU, DO, PU_DO codes, distance)."""
+    from taxi_assets.ml.representation import CompactFeatures
+
+    df = cleaned_month("2024-01").sample(5000, random_state=0)
+    step = CompactFeatures.fit(df["PULocationID"], df["DOLocationID"], df["trip_distance"], categorical=True)
+    X = step.encode(df["PULocationID"], df["DOLocationID"], df["trip_distance"])
+    return step, X, df["duration"].to_numpy()
+
+
+def test_categorical_xgboost_is_explained_per_column(compact):
+    """A booster trained with native categorical splits gets one SHAP value per column: PU_DO
+    is one feature, not 5,000 one-hot flags."""
+    import xgboost as xgb
+
+    step, X, y = compact
+    dtrain = xgb.DMatrix(X, label=y, feature_names=step.feature_names, feature_types=step.feature_types, enable_categorical=True)
+    booster = xgb.train({"max_depth": 4, "eta": 0.3, "tree_method": "hist", "seed": 0, "nthread": 1}, dtrain, num_boost_round=8)
+    result = top_features(booster, step.feature_names, X=X, top_n=4)
+    _check_shape(result, step.feature_names, "shap", 4)
+    assert set(result["feature"]) == {"PU", "DO", "PU_DO", "trip_distance"}
+    assert result["feature"].iloc[0] == "trip_distance"
+    contribs = booster.predict(dtrain, pred_contribs=True)
+    np.testing.assert_allclose(contribs.sum(axis=1), booster.predict(dtrain), rtol=1e-4, atol=1e-3)
+    by_name = dict(zip(step.feature_names, np.abs(contribs[:, :-1]).mean(axis=0)))
+    assert result["importance"].tolist() == pytest.approx([by_name[f] for f in result["feature"]], rel=1e-6)
+
+
+def test_lightgbm_uses_its_shap_contributions(compact):
+    import lightgbm as lgb
+
+    step, X, y = compact
+    train = lgb.Dataset(X, label=y, feature_name=step.feature_names, categorical_feature=step.categorical_columns)
+    booster = lgb.train({"num_leaves": 15, "verbose": -1, "seed": 0, "num_threads": 1}, train, num_boost_round=10)
+    result = top_features(_Predictor(booster), step.feature_names, X=X, top_n=3)
+    _check_shape(result, step.feature_names, "shap", 3)
+    contribs = booster.predict(X, pred_contrib=True)
+    assert contribs.shape == (len(X), 5)
+    np.testing.assert_allclose(contribs.sum(axis=1), booster.predict(X), rtol=1e-6, atol=1e-6)
+    by_name = dict(zip(step.feature_names, np.abs(contribs[:, :-1]).mean(axis=0)))
+    assert result["importance"].tolist() == pytest.approx([by_name[f] for f in result["feature"]], rel=1e-9)
+    assert result["feature"].iloc[0] == "trip_distance"
+    with pytest.raises(ValueError, match="X is required to explain a lightgbm Booster"):
+        top_features(booster, step.feature_names)

@@ -7,8 +7,18 @@ ride in January's file picked up in February validates. The vectorizer is fitted
 training rows only, so validation rows with a pair never seen in training keep only their
 distance feature, exactly as at serving time.
 
-On disk a training set is a single compressed ``.npz`` (CSR parts, targets, feature names
-and a JSON header), so one atomic rename publishes it and no pickle is involved.
+Besides the course's matrices (kept exactly: ``training_set[2024-02]`` is 54,378 x 5,094 /
+51,492 x 5,094), a training set holds the rides themselves, train and validation, in compact
+columns (pickup time, ``PULocationID``, ``DOLocationID``, ``trip_distance``; row-aligned with
+``y_train`` / ``y_val``): the models that do not learn from the one-hot matrix build their
+input from them (:mod:`taxi_assets.ml.representation`), the boosters take their early-stopping
+slice from the training rides' pickup times (:func:`early_stopping_mask`), and any model can
+be scored on exactly the validation rides. ``info["extended_features"]`` records whether the
+models of this set use the pickup hour and day of week (``TAXI_EXTENDED_FEATURES`` when the
+set was built).
+
+On disk a training set is a single compressed ``.npz`` (CSR parts, targets, feature names,
+ride columns and a JSON header), so one atomic rename publishes it and no pickle is involved.
 """
 
 from __future__ import annotations
@@ -41,6 +51,26 @@ class TrainingSet:
     # pickup times, row-aligned with X_val / y_val: any model, whatever its features, can be
     # scored on exactly these rides (the champion and its challenger are).
     val_rides: pd.DataFrame | None = None
+    # The training rides, the same columns, row-aligned with X_train / y_train.
+    train_rides: pd.DataFrame | None = None
+
+    def rides(self, part: str) -> pd.DataFrame:
+        """The ``"train"`` or ``"val"`` rides (pickup time, zone ids, distance), row-aligned
+        with that part's matrix and targets."""
+        if part not in ("train", "val"):
+            raise ValueError(f"part must be 'train' or 'val', got {part!r}")
+        rides = self.train_rides if part == "train" else self.val_rides
+        if rides is None:
+            raise ValueError(
+                f"this training set stores no {'training' if part == 'train' else 'validation'} rides "
+                "(written by an older version): re-materialize it"
+            )
+        return rides
+
+    @property
+    def extended_features(self) -> bool:
+        """Whether this set's models use the pickup hour and day of week."""
+        return bool(self.info.get("extended_features", False))
 
     def validation_rides(self) -> pd.DataFrame:
         """The validation rides: request fields, pickup time and ``duration`` (= ``y_val``)."""
@@ -84,8 +114,18 @@ def split_on_time(frame: pd.DataFrame, boundary: pd.Timestamp, column: str = "pi
     return frame.loc[before], frame.loc[~before]
 
 
-def build_training_set(cleaned: pd.DataFrame, boundary: pd.Timestamp, info: dict | None = None) -> TrainingSet:
-    """Split pooled cleaned rides at ``boundary`` and vectorize (fit on the training side)."""
+def build_training_set(
+    cleaned: pd.DataFrame, boundary: pd.Timestamp, info: dict | None = None, extended_features: bool | None = None
+) -> TrainingSet:
+    """Split pooled cleaned rides at ``boundary`` and vectorize (fit on the training side).
+
+    ``extended_features`` (default: ``TAXI_EXTENDED_FEATURES``) is recorded in ``info``: the
+    models tuned on this set then use the pickup hour and day of week as well.
+    """
+    if extended_features is None:
+        from taxi_assets.ml.representation import extended_features_enabled
+
+        extended_features = extended_features_enabled()
     train, val = split_on_time(cleaned, boundary)
     if train.empty:
         raise ValueError(f"no training rides picked up before {boundary:%Y-%m-%d}: check the training window")
@@ -99,12 +139,42 @@ def build_training_set(cleaned: pd.DataFrame, boundary: pd.Timestamp, info: dict
         y_train=train[TARGET].to_numpy(dtype=np.float64),
         y_val=val[TARGET].to_numpy(dtype=np.float64),
         vectorizer=dv,
-        info=dict(info or {}, boundary=str(boundary)),
+        info=dict(info or {}, boundary=str(boundary), extended_features=bool(extended_features)),
         val_rides=_rides(val),
+        train_rides=_rides(train),
     )
 
 
 RIDE_COLUMNS = ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+
+
+# The early-stopping slice: the training rides of the last EARLY_STOPPING_DAYS before the
+# newest training pickup; if that is not between MIN and MAX of the rides (tiny or oddly
+# shaped windows), the newest EARLY_STOPPING_FALLBACK_SHARE of them by pickup time.
+EARLY_STOPPING_DAYS = 7
+EARLY_STOPPING_MIN_SHARE = 0.05
+EARLY_STOPPING_MAX_SHARE = 0.5
+EARLY_STOPPING_FALLBACK_SHARE = 0.2
+
+
+def early_stopping_mask(pickups: pd.Series | np.ndarray, days: int = EARLY_STOPPING_DAYS) -> np.ndarray:
+    """Which training rides form the early-stopping slice: those picked up in the last ``days``
+    days of the training window (the validation month is never used to stop training).
+
+    Green 2024-01 (training_set[2024-02]): 12,686 of 54,378 rides, 24 to 31 January.
+    """
+    times = np.asarray(pickups, dtype="datetime64[us]")
+    n = len(times)
+    if n < 2:
+        raise ValueError(f"cannot take an early-stopping slice from {n} training ride(s)")
+    mask = times > times.max() - np.timedelta64(days, "D")
+    share = mask.mean()
+    if not EARLY_STOPPING_MIN_SHARE <= share <= EARLY_STOPPING_MAX_SHARE:
+        order = np.argsort(times, kind="stable")
+        count = min(n - 1, max(1, int(round(n * EARLY_STOPPING_FALLBACK_SHARE))))
+        mask = np.zeros(n, dtype=bool)
+        mask[order[n - count :]] = True
+    return mask
 
 
 def _rides(frame: pd.DataFrame) -> pd.DataFrame | None:
@@ -137,10 +207,13 @@ def save_training_set(ts: TrainingSet, path: Path) -> None:
         "info": ts.info,
     }
     arrays["header"] = np.asarray(json.dumps(header))
-    if ts.val_rides is not None:
-        arrays["val_pickup_us"] = ts.val_rides["pickup_datetime"].to_numpy(dtype="datetime64[us]").astype(np.int64)
-        for column in ("PULocationID", "DOLocationID", "trip_distance"):
-            arrays[f"val_{column}"] = ts.val_rides[column].to_numpy()
+    for part, rides in (("val", ts.val_rides), ("train", ts.train_rides)):
+        if rides is None:
+            continue
+        arrays[f"{part}_pickup_us"] = rides["pickup_datetime"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        for column in ("PULocationID", "DOLocationID"):
+            arrays[f"{part}_{column}"] = rides[column].to_numpy().astype(np.int16)  # zone ids 1..265
+        arrays[f"{part}_trip_distance"] = rides["trip_distance"].to_numpy(dtype=np.float64)
     np.savez_compressed(path, **arrays)
 
 
@@ -156,14 +229,17 @@ def load_training_set(path: Path) -> TrainingSet:
             )
         kwargs = {k: header[k] for k in ("categorical", "numerical") if header.get(k) is not None}
         dv = vectorize.from_feature_names([str(n) for n in z["feature_names"]], **kwargs)
-        val_rides = None
-        if "val_pickup_us" in z.files:
-            val_rides = pd.DataFrame(
-                {
-                    "pickup_datetime": z["val_pickup_us"].astype("datetime64[us]"),
-                    **{c: z[f"val_{c}"] for c in ("PULocationID", "DOLocationID", "trip_distance")},
-                }
-            )
+        rides = {}
+        for part in ("val", "train"):
+            if f"{part}_pickup_us" in z.files:
+                rides[part] = pd.DataFrame(
+                    {
+                        "pickup_datetime": z[f"{part}_pickup_us"].astype("datetime64[us]"),
+                        "PULocationID": z[f"{part}_PULocationID"].astype(np.int64),
+                        "DOLocationID": z[f"{part}_DOLocationID"].astype(np.int64),
+                        "trip_distance": z[f"{part}_trip_distance"].astype(np.float64),
+                    }
+                )
         return TrainingSet(
             X_train=mats["X_train"],
             X_val=mats["X_val"],
@@ -171,12 +247,27 @@ def load_training_set(path: Path) -> TrainingSet:
             y_val=z["y_val"],
             vectorizer=dv,
             info=header.get("info", {}),
-            val_rides=val_rides,
+            val_rides=rides.get("val"),
+            train_rides=rides.get("train"),
         )
 
 
 def example_records(ts: TrainingSet, rows: int = 5) -> list[dict]:
-    """Raw request records rebuilt from the first training rows (the MLflow input example)."""
+    """Raw request records of the first training rides (the MLflow input example): the
+    request fields every model of ``ts`` needs, ``pickup_datetime`` (ISO 8601) included when
+    the set uses extended features."""
+    if ts.train_rides is not None:
+        first = ts.train_rides.iloc[:rows]
+        records = [
+            {"PULocationID": int(pu), "DOLocationID": int(do), "trip_distance": float(distance)}
+            for pu, do, distance in zip(first["PULocationID"], first["DOLocationID"], first["trip_distance"])
+        ]
+        if ts.extended_features:
+            for record, pickup in zip(records, first["pickup_datetime"]):
+                record["pickup_datetime"] = pd.Timestamp(pickup).isoformat()
+        if not records:
+            raise ValueError("cannot build an MLflow input example: the training set holds no rides")
+        return records
     names = ts.feature_names
     X = ts.X_train[:rows].tocsr()
     records = []

@@ -1,8 +1,57 @@
-"""The estimator registry: what each model asset tunes, in which space, on how many threads.
+"""The estimator registry: what each model asset tunes, on which representation, in which space.
 
-Every entry of :data:`ESTIMATORS` becomes one Dagster asset (``taxi_assets.assets.models``);
-adding an eighth model is one more entry here (``sklearn_estimator(...)`` for any sklearn
-regressor, or an :class:`EstimatorSpec` with its own ``fit``).
+Every entry of :data:`ESTIMATORS` becomes one Dagster asset (``taxi_assets.defs.models``),
+one MLflow registered model, one leaderboard row and a servable champion candidate; adding a
+model is one more entry here (``sklearn_estimator(...)`` for any sklearn regressor, or an
+:class:`EstimatorSpec` with its own ``fit``). LightGBM, the eighth, is such an entry.
+
+Representations
+---------------
+Each entry names the input it learns best from (:mod:`taxi_assets.ml.representation`),
+fitted on the training rides and carried by the predictor:
+
+* ``onehot`` (linear_regression, lasso, linear_svr): the course's ``DictVectorizer`` matrix,
+  ``PU_DO`` one-hot plus ``trip_distance``;
+* ``ordinal`` (extra_trees, random_forest, gradient_boosting): four dense columns, pickup and
+  dropoff zone ids, the pair's rank and the distance. sklearn's trees have no categorical
+  splits; on 5,094 sparse one-hot columns they need many splits per pair and their cost grows
+  with the pairs, while zone ids and the pair rank (pickup-major order, so nearby ranks share
+  the pickup zone) let one threshold group many pairs. On 2024-02: extra trees 5.12 vs 5.30
+  on one-hot at a seventh of the time, random forest 5.11 vs 5.30 (one fit each, 20 trees);
+* ``categorical`` (xgboost, lightgbm): the same columns with ``PU``, ``DO`` and ``PU_DO`` as
+  compact category codes, split natively (XGBoost ``enable_categorical`` on ``hist``,
+  LightGBM ``categorical_feature``): a partition of the 5,094 pairs is one split.
+
+Every representation clips ``trip_distance`` at the training rides' 99.9th percentile (real
+months hold distances up to 201,421 miles): the linear models' distance coefficient and the
+forests' split thresholds are no longer decided by a handful of impossible rides.
+
+Early stopping and refit
+------------------------
+The boosters (``early_stopping=True``) never stop on the month they are scored on: ``fit``
+gets the training rides minus the last week of the training window, and stops on that last
+week (:func:`taxi_assets.ml.dataset.early_stopping_mask`). The validation month is only
+scored (hyperopt still compares the trials' validation RMSE, as the course does). After the
+search, ``refit`` retrains the best trial's parameters on the whole training window for the
+number of rounds early stopping picked, scaled by the rides added back (rounds x whole
+window / fitted part): the kept model has seen the most recent week too.
+
+Training-size caps
+------------------
+Estimators whose cost grows faster than their inputs (a 3.4-million-ride yellow month trains
+on ~1.6 million rides) train on at most ``max_train_rows`` rides, drawn without replacement
+with the run's ``random_state`` (:func:`training_rows`); the clip, the categories and the
+validation score always use every ride. None of the caps touches a green month (~55k rides)
+or the twelve-month green window (742k rides) except where named:
+
+================== ============ ===============================================================
+estimator          cap (rides)  why
+================== ============ ===============================================================
+linear_svr         500,000      liblinear's dual coordinate descent: passes x rides, 4 trials
+extra_trees        300,000      fully grown trees: nodes (memory, pickle size) grow with rides
+random_forest      300,000      same; bootstrap trees, 2 threads
+gradient_boosting  200,000      single-threaded exact splits: sorts every node's rides
+================== ============ ===============================================================
 
 Search spaces
 -------------
@@ -15,31 +64,33 @@ its bugs fixed:
   (``random_state``) that ``fmin`` does not return;
 * ``hp.choice`` values come back as the values (``fit_intercept=False``), not indexes;
 * XGBoost's ``num_boost_round`` is not a hyperparameter: it is the cap on boosting rounds and
-  early stopping on the validation set picks the count (``Booster.best_iteration``); the
-  course both sampled it and refit the final model with early stopping on the *training* set;
+  early stopping picks the count (``Booster.best_iteration``); the course both sampled it and
+  refit the final model with early stopping on the *training* set;
 * overrides are applied: the course built ``max_depth=10`` into ``kwargs`` and then dropped it.
   Here an override of a hyperparameter fixes it in the space (``max_depth=10`` -> every trial
   uses depth 10); unknown names are an error, not silently ignored;
-* ``LinearSVR`` gets ``random_state`` (liblinear shuffles; the course runs were not repeatable).
+* ``LinearSVR`` gets ``random_state`` (liblinear shuffles; the course runs were not repeatable);
+* the forests tune ``max_features`` (the share of the four columns each split considers).
 
-Two profiles: ``quick`` (the default) caps the tree ensembles (trees, depth) so that all seven
-models of one month (about 54k training rides x 5k features) train in about three minutes on
-two cores with the default ``max_evaluations``; ``course`` is the course's ranges.
+Two profiles: ``quick`` (the default) caps the tree ensembles (trees, depth) so that all eight
+models of one month train in about two minutes on two cores with the default
+``max_evaluations``; ``course`` is the course's ranges.
 
 Reproducing the course
 ----------------------
 ``profile="course"`` with ``max_evaluations=50, random_state=7`` for the sklearn models, and
 for XGBoost ``max_evaluations=3, early_stopping_rounds=3, max_depth=10`` (num_boost_round
-1000). Plain ``LinearRegression`` (``fit_intercept=True``) scores the course's validation
-RMSE of 5.995 minutes on the 2024-02 training set; the tuned models' exact scores differ from
-the course's because the course's TPE runs were unseeded and its search spaces were buggy.
+1000). The course's plain ``LinearRegression`` on the unclipped one-hot matrix scores 5.995
+minutes on the 2024-02 training set (``OneHotFeatures(clip=None)``); with the clip it scores
+5.756. The tuned models' exact scores differ from the course's because the course's TPE runs
+were unseeded, its search spaces were buggy and its XGBoost stopped on the validation month.
 
 Threads
 -------
-Tree ensembles and XGBoost run on :func:`available_threads` threads: the CPUs this process may
-run on (``os.sched_getaffinity``, so containers pinned to fewer cores are not oversubscribed),
-capped by the environment variable ``TAXI_MAX_THREADS`` (set it to 1 when several model steps
-run in parallel on the same machine).
+Tree ensembles and the boosters run on :func:`available_threads` threads: the CPUs this
+process may run on (``os.sched_getaffinity``, so containers pinned to fewer cores are not
+oversubscribed), capped by the environment variable ``TAXI_MAX_THREADS`` (set it to 1 when
+several model steps run in parallel on the same machine).
 """
 
 from __future__ import annotations
@@ -89,8 +140,9 @@ def clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 # Names that are integers in every estimator that has them (a guard if a space forgets scope.int).
 _INT_PARAMS = frozenset(
-    {"max_depth", "max_iter", "min_samples_leaf", "min_samples_split", "n_estimators", "random_state", "seed"}
-)
+    {"max_depth", "max_iter", "min_samples_leaf", "min_samples_split", "n_estimators", "random_state", "seed",
+     "num_leaves", "min_data_in_leaf", "min_data_per_group", "max_cat_threshold", "bagging_freq"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,11 +150,19 @@ class EstimatorSpec:
     """One tunable model.
 
     ``spaces`` maps a profile (``quick``/``course``) to ``f(random_state) -> hyperopt space``
-    (a dict of hyperopt expressions and constants). ``fit(params, X_train, y_train, X_val,
-    y_val, n_jobs=..., **fit_options)`` returns the fitted estimator (anything
-    :class:`~taxi_assets.ml.predictor.TripDurationPredictor` can call: sklearn or an XGBoost
-    ``Booster``). ``fit_options`` are the extra settings ``fit`` accepts, with defaults; the
-    model asset exposes them and ``config_overrides`` as run config fields.
+    (a dict of hyperopt expressions and constants). ``fit(params, X_train, y_train, X_es,
+    y_es, n_jobs=..., **fit_options)`` returns the fitted estimator (anything
+    :class:`~taxi_assets.ml.predictor.TripDurationPredictor` can call: sklearn, an XGBoost or
+    a LightGBM ``Booster``); ``X_train`` is in the entry's ``representation``. With
+    ``early_stopping`` the training rides are split: ``X_train`` is the window without its
+    last week and ``X_es`` that week (the early-stopping slice); otherwise ``X_train`` is the
+    whole window and ``X_es``/``y_es`` are ``None``. ``categorical`` representations also get
+    ``feature_names`` and ``categorical_features`` (column indexes) as keywords.
+    ``refit(params, model, X, y, n_jobs=..., **fit_options)`` (optional) retrains the best
+    trial on the whole window after the search. ``fit_options`` are the extra settings ``fit``
+    accepts, with defaults; the model asset exposes them and ``config_overrides`` as run config
+    fields. ``max_train_rows`` caps the rides the estimator trains on (see the module
+    docstring); ``library`` is the package that does the fitting (the asset's kind).
     """
 
     name: str
@@ -114,6 +174,21 @@ class EstimatorSpec:
     fit_options: Mapping[str, Any] = field(default_factory=dict)
     # Hyperparameters the asset's run config may fix (name -> type), e.g. XGBoost's max_depth.
     config_overrides: Mapping[str, type] = field(default_factory=dict)
+    library: str = "sklearn"
+    representation: str = "onehot"
+    early_stopping: bool = False
+    refit: Callable[..., Any] | None = None
+    max_train_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        from taxi_assets.ml.representation import REPRESENTATIONS
+
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(
+                f"{self.name}: unknown representation {self.representation!r}: expected one of {', '.join(REPRESENTATIONS)}"
+            )
+        if self.max_train_rows is not None and self.max_train_rows < 2:
+            raise ValueError(f"{self.name}: max_train_rows must be at least 2, got {self.max_train_rows}")
 
     def search_space(self, random_state: int, profile: str = "quick", **overrides: Any) -> dict[str, Any]:
         """The hyperopt space of ``profile``; each override fixes that hyperparameter's value.
@@ -157,6 +232,17 @@ def _load_class(path: str):
     return getattr(importlib.import_module(module), name)
 
 
+def training_rows(total: int, cap: int | None, random_state: int):
+    """Indexes of the training rides an estimator with ``max_train_rows=cap`` trains on:
+    ``None`` (all of them) when ``total <= cap``, else ``cap`` of them drawn without
+    replacement with ``random_state``, in their original order."""
+    import numpy as np
+
+    if cap is None or total <= cap:
+        return None
+    return np.sort(np.random.default_rng(random_state).choice(total, size=cap, replace=False))
+
+
 def sklearn_estimator(
     name: str,
     class_path: str,
@@ -165,10 +251,12 @@ def sklearn_estimator(
     max_evaluations: int,
     parallel: bool = False,
     course_space: Callable[[int], dict[str, Any]] | None = None,
+    representation: str = "onehot",
+    max_train_rows: int | None = None,
 ) -> EstimatorSpec:
     """A registry entry for an sklearn regressor given by dotted path (imported on first fit)."""
 
-    def fit(params, X_train, y_train, X_val=None, y_val=None, *, n_jobs: int = 1):
+    def fit(params, X_train, y_train, X_es=None, y_es=None, *, n_jobs: int = 1):
         cls = _load_class(class_path)
         extra = {"n_jobs": n_jobs} if parallel else {}
         return cls(**params, **extra).fit(X_train, y_train)
@@ -181,6 +269,9 @@ def sklearn_estimator(
         fit=fit,
         max_evaluations=max_evaluations,
         parallel=parallel,
+        library="sklearn",
+        representation=representation,
+        max_train_rows=max_train_rows,
     )
 
 
@@ -221,11 +312,11 @@ def _lasso_course_space(random_state: int) -> dict[str, Any]:
 
 def _linear_svr_space(random_state: int) -> dict[str, Any]:
     hp, _ = _hp()
-    # trip_distance is unscaled: C above ~1 diverges (RMSE in the hundreds) and C below ~0.01
-    # underfits, both after hitting max_iter (5-13 s a trial). e^-3 .. 1 converges in seconds.
+    # With the distance clipped, C in e^-3 .. e^1 converges within max_iter in about a
+    # second (unclipped, C above ~1 diverged and every trial ran to max_iter).
     return {
         "epsilon": hp.uniform("epsilon", 0.0, 1.0),
-        "C": hp.loguniform("C", -3, 0),
+        "C": hp.loguniform("C", -3, 1),
         "max_iter": _int("max_iter", 1000, 3000, 100),
         "random_state": random_state,
     }
@@ -241,14 +332,17 @@ def _linear_svr_course_space(random_state: int) -> dict[str, Any]:
     }
 
 
-def _forest_space(max_depth: int, n_estimators: int, split_step: int = 1):
-    """A tree-ensemble space: depth 5..``max_depth`` by 5, leaves 1-10, splits 2-20 by
-    ``split_step``, 10..``n_estimators`` trees by 10 (the course's ranges, capped)."""
+def _forest_space(max_depth: int, n_estimators: int, split_step: int = 1, min_depth: int = 5, max_leaf: int = 10):
+    """A tree-ensemble space: depth ``min_depth``..``max_depth`` by 5, leaves 1-``max_leaf``,
+    splits 2-20 by ``split_step``, 10..``n_estimators`` trees by 10 (the course's ranges,
+    capped) and ``max_features`` 0.5-1 (two to four of the four ordinal columns a split)."""
 
     def space(random_state: int) -> dict[str, Any]:
+        hp, _ = _hp()
         return {
-            "max_depth": _int("max_depth", 5, max_depth, 5),
-            "min_samples_leaf": _int("min_samples_leaf", 1, 10),
+            "max_depth": _int("max_depth", min_depth, max_depth, 5),
+            "max_features": hp.uniform("max_features", 0.5, 1.0),
+            "min_samples_leaf": _int("min_samples_leaf", 1, max_leaf),
             "min_samples_split": _int("min_samples_split", 2, 20, split_step),
             "n_estimators": _int("n_estimators", 10, n_estimators, 10),
             "random_state": random_state,
@@ -257,8 +351,9 @@ def _forest_space(max_depth: int, n_estimators: int, split_step: int = 1):
     return space
 
 
-_extra_trees_space = _forest_space(max_depth=30, n_estimators=40, split_step=2)
-_random_forest_space = _forest_space(max_depth=25, n_estimators=30)
+_extra_trees_space = _forest_space(max_depth=40, n_estimators=40, split_step=2, min_depth=15)
+_extra_trees_course_space = _forest_space(max_depth=45, n_estimators=60, split_step=2)
+_random_forest_space = _forest_space(max_depth=30, n_estimators=30, min_depth=10)
 _random_forest_course_space = _forest_space(max_depth=45, n_estimators=60)
 
 
@@ -286,7 +381,15 @@ def _gradient_boosting_course_space(random_state: int) -> dict[str, Any]:
     }
 
 
-# --- XGBoost --------------------------------------------------------------------------------
+# --- boosters: early stopping on the training window's last week, then a refit -------------
+
+
+def refit_rounds(best_rounds: int, fitted_rows: int, all_rows: int) -> int:
+    """Rounds of the refit on the whole window: the early-stopped count scaled by the rides
+    added back (at least the count itself)."""
+    if fitted_rows <= 0:
+        return best_rounds
+    return max(best_rounds, int(round(best_rounds * all_rows / fitted_rows)))
 
 
 def _xgboost_space(random_state: int, max_depth_high: int = 12, learning_rate_low: float = -2.3) -> dict[str, Any]:
@@ -310,18 +413,35 @@ def _xgboost_course_space(random_state: int) -> dict[str, Any]:
     return _xgboost_space(random_state, max_depth_high=100, learning_rate_low=-3)
 
 
+def _xgb_matrix(X, y, n_jobs: int, feature_names, categorical_features):
+    import xgboost as xgb
+
+    if categorical_features:
+        types = ["c" if i in set(categorical_features) else "q" for i in range(X.shape[1])]
+        return xgb.DMatrix(X, label=y, nthread=n_jobs, feature_names=list(feature_names), feature_types=types,
+                           enable_categorical=True)  # fmt: skip
+    return xgb.DMatrix(X, label=y, nthread=n_jobs)
+
+
+def _xgb_params(params, n_jobs: int) -> dict[str, Any]:
+    return {"tree_method": "hist", **params, "nthread": n_jobs, "verbosity": 0}
+
+
 def _fit_xgboost(
     params,
     X_train,
     y_train,
-    X_val,
-    y_val,
+    X_es,
+    y_es,
     *,
     n_jobs: int = 1,
     early_stopping_rounds: int = 10,
     num_boost_round: int = 1000,
+    feature_names=None,
+    categorical_features=None,
 ):
-    """``xgb.train`` with early stopping on the validation set; the booster keeps ``best_iteration``."""
+    """``xgb.train`` (``hist``; native categorical splits on the categorical columns) with early
+    stopping on the early-stopping slice; the booster keeps ``best_iteration``."""
     import xgboost as xgb
 
     if early_stopping_rounds < 1 or num_boost_round < 1:
@@ -329,16 +449,109 @@ def _fit_xgboost(
             f"xgboost: early_stopping_rounds ({early_stopping_rounds}) and num_boost_round "
             f"({num_boost_round}) must be at least 1"
         )
-    train = xgb.DMatrix(X_train, label=y_train, nthread=n_jobs)
-    valid = xgb.DMatrix(X_val, label=y_val, nthread=n_jobs)
-    return xgb.train(
-        {**params, "nthread": n_jobs, "verbosity": 0},
+    train = _xgb_matrix(X_train, y_train, n_jobs, feature_names, categorical_features)
+    stop = _xgb_matrix(X_es, y_es, n_jobs, feature_names, categorical_features)
+    booster = xgb.train(
+        _xgb_params(params, n_jobs),
         train,
         num_boost_round=int(num_boost_round),
-        evals=[(valid, "validation")],
+        evals=[(stop, "early_stopping")],
         early_stopping_rounds=int(early_stopping_rounds),
         verbose_eval=False,
     )
+    booster.set_attr(fitted_rows=str(X_train.shape[0]))
+    return booster
+
+
+def _refit_xgboost(params, model, X, y, *, n_jobs: int = 1, feature_names=None, categorical_features=None, **_options):
+    """The best trial's parameters on the whole window, for :func:`refit_rounds` rounds."""
+    import xgboost as xgb
+
+    rounds = refit_rounds(int(model.best_iteration) + 1, int(model.attr("fitted_rows") or 0), X.shape[0])
+    booster = xgb.train(_xgb_params(params, n_jobs), _xgb_matrix(X, y, n_jobs, feature_names, categorical_features),
+                        num_boost_round=rounds)  # fmt: skip
+    booster.set_attr(early_stopped_rounds=str(int(model.best_iteration) + 1))
+    return booster
+
+
+def _lightgbm_space(random_state: int) -> dict[str, Any]:
+    hp, _ = _hp()
+    return {
+        "learning_rate": hp.loguniform("learning_rate", math.log(0.05), math.log(0.3)),
+        "num_leaves": _int("num_leaves", 16, 128, 8),
+        "min_data_in_leaf": _int("min_data_in_leaf", 5, 100, 5),
+        "feature_fraction": hp.uniform("feature_fraction", 0.75, 1.0),  # 3 or 4 of the 4 columns
+        "bagging_fraction": hp.uniform("bagging_fraction", 0.6, 1.0),
+        "bagging_freq": 1,
+        "lambda_l2": hp.loguniform("lambda_l2", -5, 3),
+        # categorical splits: smoothing of the per-category means, the rides a category needs
+        # to get its own bin, and how many categories one split may send left
+        "cat_smooth": hp.loguniform("cat_smooth", 0, math.log(50)),
+        "cat_l2": hp.loguniform("cat_l2", 0, math.log(50)),
+        "min_data_per_group": _int("min_data_per_group", 10, 200, 10),
+        "max_cat_threshold": _int("max_cat_threshold", 16, 128, 16),
+        "seed": random_state,
+    }
+
+
+def _lgb_params(params, n_jobs: int) -> dict[str, Any]:
+    return {"objective": "regression", **params, "num_threads": n_jobs, "verbose": -1, "deterministic": True,
+            "force_col_wise": True}  # fmt: skip
+
+
+def _lgb_dataset(X, y, feature_names, categorical_features, reference=None):
+    import lightgbm as lgb
+
+    names = list(feature_names) if feature_names is not None else "auto"
+    cats = list(categorical_features) if categorical_features else "auto"
+    return lgb.Dataset(X, label=y, feature_name=names, categorical_feature=cats, reference=reference, free_raw_data=True)
+
+
+def _fit_lightgbm(
+    params,
+    X_train,
+    y_train,
+    X_es,
+    y_es,
+    *,
+    n_jobs: int = 1,
+    early_stopping_rounds: int = 20,
+    num_boost_round: int = 2000,
+    feature_names=None,
+    categorical_features=None,
+):
+    """``lightgbm.train`` with native categorical splits, early stopping on the early-stopping
+    slice; the booster keeps ``best_iteration``."""
+    import lightgbm as lgb
+
+    if early_stopping_rounds < 1 or num_boost_round < 1:
+        raise ValueError(
+            f"lightgbm: early_stopping_rounds ({early_stopping_rounds}) and num_boost_round "
+            f"({num_boost_round}) must be at least 1"
+        )
+    train = _lgb_dataset(X_train, y_train, feature_names, categorical_features)
+    stop = _lgb_dataset(X_es, y_es, feature_names, categorical_features, reference=train)
+    booster = lgb.train(
+        _lgb_params(params, n_jobs),
+        train,
+        num_boost_round=int(num_boost_round),
+        valid_sets=[stop],
+        valid_names=["early_stopping"],
+        callbacks=[lgb.early_stopping(int(early_stopping_rounds), verbose=False)],
+    )
+    booster.fitted_rows = X_train.shape[0]
+    return booster
+
+
+def _refit_lightgbm(params, model, X, y, *, n_jobs: int = 1, feature_names=None, categorical_features=None, **_options):
+    import lightgbm as lgb
+
+    best = int(model.best_iteration) or int(model.current_iteration())
+    rounds = refit_rounds(best, int(getattr(model, "fitted_rows", 0)), X.shape[0])
+    booster = lgb.train(_lgb_params(params, n_jobs), _lgb_dataset(X, y, feature_names, categorical_features),
+                        num_boost_round=rounds)  # fmt: skip
+    booster.early_stopped_rounds = best
+    return booster
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
@@ -347,15 +560,16 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
         sklearn_estimator(
             "linear_regression",
             "sklearn.linear_model.LinearRegression",
-            "Ordinary least squares on one-hot PU_DO + trip_distance (the course baseline model, "
-            "validation RMSE about 5.995 min on 2024-02). Tunes fit_intercept.",
+            "Ordinary least squares on one-hot PU_DO + trip_distance (clipped at the training p99.9); the "
+            "course baseline model. Tunes fit_intercept.",
             _linear_regression_space,
             max_evaluations=2,
         ),
         sklearn_estimator(
             "lasso",
             "sklearn.linear_model.Lasso",
-            "L1-regularized linear regression. Tunes alpha (log-uniform 1e-4..1) and max_iter.",
+            "L1-regularized linear regression on one-hot PU_DO + clipped trip_distance. Tunes alpha "
+            "(log-uniform 1e-4..1) and max_iter.",
             _lasso_space,
             max_evaluations=8,
             course_space=_lasso_course_space,
@@ -363,50 +577,83 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
         sklearn_estimator(
             "linear_svr",
             "sklearn.svm.LinearSVR",
-            "Linear support vector regression (epsilon-insensitive loss). Tunes epsilon, C "
-            "(quick: e^-3..1) and max_iter.",
+            "Linear support vector regression (epsilon-insensitive loss) on one-hot PU_DO + clipped "
+            "trip_distance. Tunes epsilon, C (quick: e^-3..e) and max_iter. Trains on at most 500,000 rides.",
             _linear_svr_space,
             max_evaluations=4,
             course_space=_linear_svr_course_space,
+            max_train_rows=500_000,
         ),
         sklearn_estimator(
             "extra_trees",
             "sklearn.ensemble.ExtraTreesRegressor",
-            "Extremely randomized trees. Tunes depth (5-30), leaf/split sizes and tree count (10-40).",
+            "Extremely randomized trees on zone ids, pair rank and clipped distance. Tunes depth (15-40), "
+            "max_features, leaf/split sizes and tree count (10-40). Trains on at most 300,000 rides.",
             _extra_trees_space,
             max_evaluations=3,
             parallel=True,
+            course_space=_extra_trees_course_space,
+            representation="ordinal",
+            max_train_rows=300_000,
         ),
         sklearn_estimator(
             "gradient_boosting",
             "sklearn.ensemble.GradientBoostingRegressor",
-            "sklearn gradient boosting (single-threaded). Tunes learning rate, depth, leaf/split sizes "
-            "and tree count (quick space: depth 3-10, 10-50 trees; course: depth 5-40).",
+            "sklearn gradient boosting (single-threaded) on zone ids, pair rank and clipped distance. "
+            "Tunes learning rate, depth, leaf/split sizes and tree count (quick space: depth 3-10, "
+            "10-50 trees; course: depth 5-40). Trains on at most 200,000 rides.",
             _gradient_boosting_space,
             max_evaluations=3,
             course_space=_gradient_boosting_course_space,
+            representation="ordinal",
+            max_train_rows=200_000,
         ),
         sklearn_estimator(
             "random_forest",
             "sklearn.ensemble.RandomForestRegressor",
-            "Random forest. Tunes depth, leaf/split sizes and tree count (quick space: depth 5-25, "
-            "10-30 trees; course: depth 5-45, 10-60 trees).",
+            "Random forest on zone ids, pair rank and clipped distance. Tunes depth, max_features, "
+            "leaf/split sizes and tree count (quick space: depth 10-30, 10-30 trees; course: depth "
+            "5-45, 10-60 trees). Trains on at most 300,000 rides.",
             _random_forest_space,
             max_evaluations=3,
             parallel=True,
             course_space=_random_forest_course_space,
+            representation="ordinal",
+            max_train_rows=300_000,
         ),
         EstimatorSpec(
             name="xgboost",
-            description="XGBoost (native xgb.train on DMatrix) with early stopping on the validation "
-            "set; num_boost_round is the cap on rounds, early stopping picks the count. Tunes "
-            "learning rate, depth, regularization and sampling.",
+            description="XGBoost (xgb.train, hist) with native categorical splits on PU, DO and the PU_DO "
+            "pair plus clipped distance; early stopping on the training window's last week (num_boost_round "
+            "caps the rounds), then a refit on the whole window. Tunes learning rate, depth, regularization "
+            "and sampling.",
             spaces={"quick": _xgboost_space, "course": _xgboost_course_space},
             fit=_fit_xgboost,
             max_evaluations=3,
             parallel=True,
             fit_options={"early_stopping_rounds": 10, "num_boost_round": 1000},
             config_overrides={"max_depth": int},
+            library="xgboost",
+            representation="categorical",
+            early_stopping=True,
+            refit=_refit_xgboost,
+        ),
+        EstimatorSpec(
+            name="lightgbm",
+            description="LightGBM with native categorical splits on PU, DO and the PU_DO pair plus clipped "
+            "distance; early stopping on the training window's last week (num_boost_round caps the "
+            "rounds), then a refit on the whole window. Tunes learning rate, leaves, leaf size, sampling, "
+            "L2 and the categorical smoothing.",
+            spaces={"quick": _lightgbm_space, "course": _lightgbm_space},
+            fit=_fit_lightgbm,
+            max_evaluations=8,
+            parallel=True,
+            fit_options={"early_stopping_rounds": 20, "num_boost_round": 2000},
+            config_overrides={"num_leaves": int},
+            library="lightgbm",
+            representation="categorical",
+            early_stopping=True,
+            refit=_refit_lightgbm,
         ),
     ]
 }

@@ -5,7 +5,9 @@ One function, three model families, one output shape, so the model asset can sho
 xgboost Booster won:
 
 * ``xgboost.Booster`` -> ``"shap"``: mean |SHAP contribution| per feature over ``X``
-  (xgboost computes exact TreeSHAP via ``pred_contribs=True``).
+  (xgboost computes exact TreeSHAP via ``pred_contribs=True``; categorical columns are
+  declared as the booster was trained, so ``PU_DO`` gets one contribution, not one per pair).
+* ``lightgbm.Booster`` -> ``"shap"``: the same from ``predict(pred_contrib=True)``.
 * estimators with ``coef_`` -> ``"coefficient"``: |coefficient|. Only comparable across
   features on a similar scale; one-hot route flags and miles are not, so read it as
   "effect of one unit", not as a ranking of contribution.
@@ -29,8 +31,13 @@ def _is_booster(model: Any) -> bool:
     return cls.__name__ == "Booster" and cls.__module__.split(".")[0] == "xgboost"
 
 
+def _is_lightgbm(model: Any) -> bool:
+    cls = type(model)
+    return cls.__name__ == "Booster" and cls.__module__.split(".")[0] == "lightgbm"
+
+
 def _is_supported(model: Any) -> bool:
-    return _is_booster(model) or hasattr(model, "coef_") or hasattr(model, "feature_importances_")
+    return _is_booster(model) or _is_lightgbm(model) or hasattr(model, "coef_") or hasattr(model, "feature_importances_")
 
 
 def _unwrap(model: Any) -> Any:
@@ -46,8 +53,22 @@ def _shap(booster: Any, X: Any, n_features: int) -> tuple[np.ndarray, np.ndarray
     import xgboost as xgb
 
     names = booster.feature_names
-    dmatrix = xgb.DMatrix(X, feature_names=names) if names else xgb.DMatrix(X)
-    contribs = np.asarray(booster.predict(dmatrix, pred_contribs=True))
+    types = booster.feature_types
+    if names and types and "c" in types:
+        dmatrix = xgb.DMatrix(X, feature_names=names, feature_types=types, enable_categorical=True)
+    else:
+        dmatrix = xgb.DMatrix(X, feature_names=names) if names else xgb.DMatrix(X)
+    return _summarize(np.asarray(booster.predict(dmatrix, pred_contribs=True)), n_features)
+
+
+def _lightgbm_shap(booster: Any, X: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    contribs = booster.predict(X, pred_contrib=True)
+    if hasattr(contribs, "toarray"):
+        contribs = contribs.toarray()
+    return _summarize(np.asarray(contribs, dtype=np.float64), n_features)
+
+
+def _summarize(contribs: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     if contribs.ndim != 2:
         raise ValueError(
             "top_features: multi-output Boosters are not supported "
@@ -72,19 +93,21 @@ def top_features(
     coefficient for ``"coefficient"``, the importance itself for ``"impurity"``) and
     ``method``. Ties keep the vectorizer's feature order.
 
-    ``X`` (the vectorized rows to explain, e.g. a validation CSR matrix) is required for
-    an xgboost Booster and ignored otherwise. ``model`` may be the bare estimator or any
+    ``X`` (the rows to explain in the model's representation, e.g. a validation CSR matrix
+    or compact columns) is required for a booster and ignored otherwise. ``model`` may be the bare estimator or any
     object exposing it as ``.estimator``.
     """
     names = [str(name) for name in feature_names]
     estimator = _unwrap(model)
-    if _is_booster(estimator):
+    if _is_booster(estimator) or _is_lightgbm(estimator):
         if X is None:
+            library = "an xgboost" if _is_booster(estimator) else "a lightgbm"
             raise ValueError(
-                "top_features: X is required to explain an xgboost Booster "
+                f"top_features: X is required to explain {library} Booster "
                 "(SHAP contributions are computed on the rows in X)"
             )
-        importance, value = _shap(estimator, X, len(names))
+        explain = _shap if _is_booster(estimator) else _lightgbm_shap
+        importance, value = explain(estimator, X, len(names))
         method = "shap"
     elif hasattr(estimator, "coef_"):
         coef = np.asarray(estimator.coef_, dtype=float)
@@ -104,7 +127,7 @@ def top_features(
     else:
         raise TypeError(
             f"top_features: unsupported model type {type(estimator).__module__}."
-            f"{type(estimator).__qualname__}; expected an xgboost.Booster, an estimator "
+            f"{type(estimator).__qualname__}; expected an xgboost.Booster, a lightgbm.Booster, an estimator "
             "with coef_ (linear) or feature_importances_ (tree ensemble), or an object "
             "wrapping one in .estimator"
         )

@@ -18,14 +18,15 @@ LEADERBOARD_COLUMNS = [
     "model", "rmse", "mse", "mae", "r2", "baseline_rmse", "beats_baseline", "train_seconds", "trials",
     "best_params", "mlflow_run_id", "model_uri",
 ]  # fmt: skip
-# Rows of the validation set explained (XGBoost's SHAP contributions are dense: rows x features).
+# Rows of the validation set explained (the boosters' SHAP contributions are dense: rows x features).
 EXPLAIN_ROWS = 2000
 
 
 def validation_predictions(model, ts) -> np.ndarray:
-    """Minutes ``model`` (a TrainedModel or predictor) predicts for the validation rides of ``ts``."""
+    """Minutes ``model`` (a TrainedModel or predictor) predicts for the validation rides of
+    ``ts``, built in the model's own representation (one-hot matrix or compact columns)."""
     predictor = getattr(model, "predictor", model)
-    return predictor.predict_features(ts.X_val)
+    return predictor.predict_training_set(ts, "val")
 
 
 def leaderboard_frame(models: dict, predictions: dict[str, np.ndarray], ts) -> pd.DataFrame:
@@ -52,15 +53,17 @@ def leaderboard_frame(models: dict, predictions: dict[str, np.ndarray], ts) -> p
 
 
 def top_features_frame(models: dict, ts, top_n: int = 5) -> pd.DataFrame:
-    """The ``top_n`` features of every model: SHAP for XGBoost, coefficients for linear models,
-    impurity importances for tree ensembles (``model, rank, feature, importance, value, method``)."""
+    """The ``top_n`` features of every model: SHAP for the boosters (XGBoost, LightGBM; by
+    column: ``PU``, ``DO``, ``PU_DO``, ``trip_distance``), coefficients for linear models (one-hot
+    names like ``PU_DO=236_239``), impurity importances for tree ensembles
+    (``model, rank, feature, importance, value, method``)."""
     from taxi_assets.ml.explain import top_features
 
-    sample = ts.X_val[:EXPLAIN_ROWS]
     parts = []
     for name, model in models.items():
         predictor = getattr(model, "predictor", model)
-        top = top_features(predictor, ts.feature_names, X=sample, top_n=top_n)
+        sample = predictor.feature_step.from_training_set(ts, "val")[:EXPLAIN_ROWS]
+        top = top_features(predictor, predictor.feature_names, X=sample, top_n=top_n)
         top.insert(0, "rank", np.arange(1, len(top) + 1))
         top.insert(0, "model", name)
         parts.append(top)

@@ -83,8 +83,11 @@ def _requirements(predictor: TripDurationPredictor) -> list[str]:
     from importlib.metadata import version
 
     packages = ["mlflow", "scikit-learn", "scipy", "numpy", "pandas", "joblib"]
-    if type(predictor.estimator).__module__.startswith("xgboost"):
+    module = type(predictor.estimator).__module__
+    if module.startswith("xgboost"):
         packages.append("xgboost")
+    elif module.startswith("lightgbm"):
+        packages.append("lightgbm")
     return [f"{p}=={version(p)}" for p in packages]
 
 

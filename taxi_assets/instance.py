@@ -195,3 +195,41 @@ class LocalRunLauncher(DefaultRunLauncher):
         if ended:
             message += f"; ended its orphaned step process(es) {', '.join(map(str, ended))}"
         return CheckRunHealthResult(WorkerStatus.FAILED, message)
+
+
+# --- step processes that outlive their run worker ---------------------------------------------
+
+_WATCHING = False
+
+
+def end_with_run_worker(instance, run_id: str, poll_seconds: float = 1.0) -> bool:
+    """In a step process of the multiprocess executor, end this process when its run worker
+    dies (``kill -9``, out of memory): the step cannot report anything any more, and would
+    otherwise keep running, and writing, as an orphan. Called when the step's resources are
+    set up; does nothing in any other process (the run worker itself, a code server, tests).
+
+    A watcher thread polls the parent pid: when the run worker is gone the process gets
+    SIGTERM (Dagster's interrupt handling runs the step's cleanup: temp files are removed,
+    MLflow runs end FAILED), then SIGKILL ten seconds later. Returns whether it watches.
+    """
+    global _WATCHING
+    if _WATCHING:
+        return True
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    worker = records[0].event_log_entry.dagster_event.pid if records else None
+    parent = os.getppid()
+    if worker is None or parent != worker or parent == os.getpid():
+        return False
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    import threading
+
+    threading.Thread(target=watch, name="taxi-run-worker-watch", daemon=True).start()
+    _WATCHING = True
+    return True

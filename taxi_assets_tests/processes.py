@@ -101,3 +101,37 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
         time.sleep(interval)
+
+
+def webserver(args: list[str], env: Mapping[str, str], cwd: Path, log: Path, port: int) -> DagsterProcess:
+    """``dagster-webserver`` (no daemon) on ``127.0.0.1:port`` for the code location ``args``."""
+    return DagsterProcess([str(BIN / "dagster-webserver"), *args, "-h", "127.0.0.1", "-p", str(port)], env, cwd, log)
+
+
+def answers(port: int) -> bool:
+    """The Dagster webserver on ``port`` answers ``/server_info``."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_for_webserver(process: DagsterProcess, port: int, timeout: float = 180) -> None:
+    def up():
+        if process.process is not None and process.process.poll() is not None:
+            raise AssertionError(f"the Dagster process exited:\n{process.log_tail()}")
+        return answers(port)
+
+    wait_until(up, timeout, interval=0.5, what=f"the webserver on port {port} to answer\n{process.log_tail()}")
+
+
+def wait_for_run(client, run_id: str, timeout: float = 180):
+    """The final status of a run, polled through the GraphQL client."""
+    from dagster import DagsterRunStatus
+
+    finished = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+    return wait_until(lambda: (s := client.get_run_status(run_id)) in finished and s, timeout, interval=1,
+                      what=f"run {run_id} to finish")  # fmt: skip

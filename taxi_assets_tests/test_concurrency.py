@@ -47,22 +47,11 @@ def test_concurrent_cli_runs_of_one_partition(tmp_path, shared_data):
         assert len(records) == 2 and {r.partition_key for r in records} == {"2024-01"}
 
 
-class _Ctx:
-    """The output context the IO manager reads: asset key and partition."""
-
-    def __init__(self, partition):
-        self.asset_key = dg.AssetKey("frame")
-        self.partition_key = partition
-        self.has_partition_key = True
-
-    def add_output_metadata(self, metadata):
-        self.metadata = metadata
-
-
 def test_racing_writers_leave_one_whole_file(tmp_path):
-    io = TaxiIOManager(base_dir=str(tmp_path))
+    io = TaxiIOManager(data_root=str(tmp_path))
     frames = [pd.DataFrame({"writer": [w] * 200_000, "value": range(200_000)}) for w in range(6)]
-    threads = [threading.Thread(target=io.handle_output, args=(_Ctx("2024-01"), f)) for f in frames]
+    context = dg.build_output_context(asset_key=dg.AssetKey("frame"), partition_key="2024-01")
+    threads = [threading.Thread(target=io.handle_output, args=(context, f)) for f in frames]
     for t in threads:
         t.start()
     for t in threads:
@@ -70,7 +59,7 @@ def test_racing_writers_leave_one_whole_file(tmp_path):
     stored = io.load(dg.AssetKey("frame"), "2024-01")
     assert len(stored) == 200_000 and stored["writer"].nunique() == 1  # exactly one writer's rows
     assert stored.equals(frames[int(stored["writer"].iloc[0])])
-    assert not [p for p in (tmp_path / "frame").iterdir() if p.name.startswith(TEMP_PREFIX)]
+    assert not [p for p in (tmp_path / "green" / "frame").iterdir() if p.name.startswith(TEMP_PREFIX)]
 
 
 def test_multiprocess_run_trains_models_one_at_a_time(tmp_path, shared_data):

@@ -274,7 +274,7 @@ def test_code_server_serves_the_assets_to_a_grpc_workspace(tmp_path):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
-    expected = {key.to_user_string() for key in local.defs.resolve_asset_graph().get_all_asset_keys()}
+    expected = {key.to_user_string() for key in local.load_defs().resolve_asset_graph().get_all_asset_keys()}
     assert set(served) == expected
     assert served["raw_trips"] == "ingestion" and served["training_set"] == "preparation"
     assert served["linear_regression"] == "models" and served["xgboost"] == "models"

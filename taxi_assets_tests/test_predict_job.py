@@ -4,11 +4,6 @@ Dagster's GraphQL API on a real ``dagster-webserver`` serving the project's code
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taxi_assets.definitions import load_defs
 from taxi_assets.defs.serving.predict_job import (
     MODEL_REGISTRY_KEY,
     MAX_RECORDS,
@@ -24,6 +20,7 @@ from taxi_assets.defs.serving.predict_job import (
     predictions_from_metadata,
     read_predictions,
 )
+from taxi_assets_tests.processes import wait_for_run, wait_for_webserver, webserver
 from taxi_assets_tests.scoring_server import free_port
 from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion, data_dir  # noqa: F401 (fixture)
 
@@ -31,6 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The code location the webserver loads: the project's own, as `dagster dev` would.
 CODE_LOCATION = ["-m", "taxi_assets.definitions"]
 BAD_DISTANCE = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": -1.0}
+# The job as the code location wires it (the model_registry resource is bound there).
+PREDICT = load_defs().resolve_job_def("predict")
 
 
 def run_config(records: list[dict], tracking_uri: str | None = None, **op_config) -> dict:
@@ -46,7 +45,7 @@ def failure_message(result) -> str:
 
 
 def test_predict_job_records_the_champions_predictions(champion, instance):  # noqa: F811
-    result = predict_job.execute_in_process(run_config=run_config(EXAMPLE_RECORDS, champion.tracking_uri), instance=instance)
+    result = PREDICT.execute_in_process(run_config=run_config(EXAMPLE_RECORDS, champion.tracking_uri), instance=instance)
     assert result.success
     expected = champion.predictor.predict(pd.DataFrame(EXAMPLE_RECORDS))
     metadata = predict_output_metadata(result.all_events)
@@ -68,7 +67,7 @@ def test_predict_job_records_the_champions_predictions(champion, instance):  # n
 
 def test_predict_job_with_an_explicit_model_version(champion):  # noqa: F811
     config = run_config(EXAMPLE_RECORDS[:1], champion.tracking_uri, model_uri=f"models:/{champion.model_name}/1")
-    result = predict_job.execute_in_process(run_config=config)
+    result = PREDICT.execute_in_process(run_config=config)
     metadata = predict_output_metadata(result.all_events)
     assert metadata["model_uri"].value == "models:/taxi-trip-duration-green/1"
     assert predictions_from_metadata(metadata) == pytest.approx(champion.predictor.predict(pd.DataFrame(EXAMPLE_RECORDS[:1])).tolist(), abs=1e-12)
@@ -84,7 +83,7 @@ def test_predict_job_with_an_explicit_model_version(champion):  # noqa: F811
     ],
 )  # fmt: skip
 def test_bad_requests_fail_the_run_with_the_validation_message(champion, records, message):  # noqa: F811
-    result = predict_job.execute_in_process(run_config=run_config(records, champion.tracking_uri), raise_on_error=False)
+    result = PREDICT.execute_in_process(run_config=run_config(records, champion.tracking_uri), raise_on_error=False)
     assert not result.success
     assert failure_message(result) == f"dagster._core.definitions.events.Failure: {message}\n"
 
@@ -100,20 +99,20 @@ def test_bad_requests_fail_the_run_with_the_validation_message(champion, records
 )  # fmt: skip
 def test_missing_or_non_numeric_fields_are_refused_before_a_run_starts(champion, record, message):  # noqa: F811
     with pytest.raises(dg.DagsterInvalidConfigError) as caught:
-        predict_job.execute_in_process(run_config=run_config([record], champion.tracking_uri))
+        PREDICT.execute_in_process(run_config=run_config([record], champion.tracking_uri))
     assert message in str(caught.value)
 
 
 def test_no_champion_and_too_many_records_fail_with_actionable_messages(champion, tmp_path):  # noqa: F811
     absent = tmp_path / "no-store" / "mlflow.db"
-    result = predict_job.execute_in_process(run_config=run_config(EXAMPLE_RECORDS, f"sqlite:///{absent}"), raise_on_error=False)
+    result = PREDICT.execute_in_process(run_config=run_config(EXAMPLE_RECORDS, f"sqlite:///{absent}"), raise_on_error=False)
     assert failure_message(result).startswith(f"dagster._core.definitions.events.Failure: predict: no MLflow store at {absent} ")
     assert "run the pipeline first" in failure_message(result)
     config = run_config(EXAMPLE_RECORDS, champion.tracking_uri, model_uri="models:/taxi-trip-duration-yellow@champion")
-    result = predict_job.execute_in_process(run_config=config, raise_on_error=False)
+    result = PREDICT.execute_in_process(run_config=config, raise_on_error=False)
     assert "predict: no champion registered yet: models:/taxi-trip-duration-yellow@champion" in failure_message(result)
     too_many = [EXAMPLE_RECORDS[0]] * (MAX_RECORDS + 1)
-    result = predict_job.execute_in_process(run_config=run_config(too_many, champion.tracking_uri), raise_on_error=False)
+    result = PREDICT.execute_in_process(run_config=run_config(too_many, champion.tracking_uri), raise_on_error=False)
     assert failure_message(result) == (
         "dagster._core.definitions.events.Failure: predict: 10,001 records is more than 10,000: score a whole month "
         "with the trip_duration_predictions asset instead\n"
@@ -122,68 +121,19 @@ def test_no_champion_and_too_many_records_fail_with_actionable_messages(champion
 
 def test_predict_job_loads_in_the_project_code_location():
     """Beside every other definition (names are unique per code location: the op is not 'predict')."""
-    from taxi_assets.definitions import defs
     from taxi_assets.settings import SETTINGS
 
-    wired = "predict" in {job.name for job in defs.jobs or []}
-    combined = defs if wired else dg.Definitions.merge(defs, dg.Definitions(jobs=[predict_job]))
-    dg.Definitions.validate_loadable(combined)
-    job = combined.resolve_job_def("predict")
+    defs = load_defs()
+    dg.Definitions.validate_loadable(defs)
+    job = defs.resolve_job_def(predict_job.name)
     assert [node.name for node in job.nodes] == ["score_rides"]
     assert job.executor_def.name == "in_process"
     registry = job.resource_defs[MODEL_REGISTRY_KEY].config_schema.config_type.fields
     assert registry["tracking_uri"].default_value == SETTINGS.mlflow_tracking_uri
-    assert registry["taxi_type"].default_value == "green"
+    assert "taxi_type" not in registry  # one setting for the taxi type (TAXI_TYPE)
 
 
 # --- through the GraphQL API of a running webserver ----------------------------------------------
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM this process group (webserver, its code server, run workers), then SIGKILL."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-
-
-def _wait_for_webserver(process: subprocess.Popen, port: int, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        assert process.poll() is None, f"dagster-webserver exited:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"dagster-webserver did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-
-
-def _wait_for_run(client, run_id: str, timeout: float = 180):
-    from dagster import DagsterRunStatus
-
-    deadline = time.monotonic() + timeout
-    while True:
-        status = client.get_run_status(run_id)
-        if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-            return status
-        assert time.monotonic() < deadline, f"run {run_id} still {status} after {timeout:.0f} s"
-        time.sleep(1)
 
 
 def test_predict_job_launched_through_graphql(champion, tmp_path):  # noqa: F811
@@ -207,22 +157,15 @@ def test_predict_job_launched_through_graphql(champion, tmp_path):  # noqa: F811
         PYTHONWARNINGS="ignore",
     )
     log_path = tmp_path / "webserver.log"
-    webserver = Path(sys.executable).parent / "dagster-webserver"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [str(webserver), *CODE_LOCATION, "-h", "127.0.0.1", "-p", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_for_webserver(process, port, log_path)
+    with webserver(CODE_LOCATION, env, tmp_path, log_path, port) as process:
+        wait_for_webserver(process, port)
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
         try:
             good = client.submit_job_execution("predict", run_config=run_config(EXAMPLE_RECORDS))
         except DagsterGraphQLClientError as exc:
             pytest.fail(
                 f"cannot launch 'predict' in the code location {' '.join(CODE_LOCATION)} ({exc}): is predict_job "
-                f"in its Definitions? Webserver log:\n{log_path.read_text()[-3000:]}"
+                f"in its Definitions? Webserver log:\n{process.log_tail()}"
             )
         bad = client.submit_job_execution("predict", run_config=run_config([BAD_DISTANCE]))
         with pytest.raises(DagsterGraphQLClientError) as refused:
@@ -235,10 +178,8 @@ def test_predict_job_launched_through_graphql(champion, tmp_path):  # noqa: F811
 
         from dagster import DagsterRunStatus
 
-        assert _wait_for_run(client, good) == DagsterRunStatus.SUCCESS, log_path.read_text()[-3000:]
-        assert _wait_for_run(client, bad) == DagsterRunStatus.FAILURE
-    finally:
-        _stop_group(process)
+        assert wait_for_run(client, good) == DagsterRunStatus.SUCCESS, process.log_tail()
+        assert wait_for_run(client, bad) == DagsterRunStatus.FAILURE
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         expected = champion.predictor.predict(pd.DataFrame(EXAMPLE_RECORDS))

@@ -191,14 +191,20 @@ def run_failure_alert_for(context: dg.RunFailureSensorContext, notifier: AlertNo
 OWN_JOBS = frozenset({"taxi_pipeline", "prepare_month", "ingest_month", "retrain_month", "predict"})
 
 
-def is_own_run(run: dg.DagsterRun, asset_keys: set[dg.AssetKey] | None) -> bool:
+def is_own_run(instance: dg.DagsterInstance, run: dg.DagsterRun, asset_keys: set[dg.AssetKey] | None) -> bool:
     """A run of this code location however it was launched: by the daemon, the UI, or a CLI
-    (``dagster asset materialize``, ``dg launch``) whose runs carry no code-location origin."""
-    if run.job_name in OWN_JOBS:
+    (``dagster asset materialize``, ``dg launch``) whose runs carry no code-location origin.
+    Without a code location to compare with (a hand-built context) every run counts."""
+    if asset_keys is None or run.job_name in OWN_JOBS:
         return True
     selection = set(run.asset_selection or ())
-    if asset_keys is None:
-        return bool(selection)
+    if not selection:  # a job without an explicit selection: the assets its steps materialize
+        try:
+            selection = {
+                dg.AssetKey.from_user_string(key) for keys in _assets_by_step(instance, run).values() for key in keys
+            }
+        except Exception:  # noqa: BLE001 - no plan stored: alert rather than stay silent
+            return True
     return bool(selection & asset_keys)
 
 
@@ -215,7 +221,7 @@ def is_own_run(run: dg.DagsterRun, asset_keys: set[dg.AssetKey] | None) -> bool:
     ),
 )
 def run_failure_alert(context: dg.RunFailureSensorContext, notifier: AlertNotifier) -> None:
-    if not is_own_run(context.dagster_run, _monitored_asset_keys(context)):
+    if not is_own_run(context.instance, context.dagster_run, _monitored_asset_keys(context)):
         context.log.info(f"run {context.dagster_run.run_id} ({context.dagster_run.job_name}) is not ours: no alert")
         return
     alert = run_failure_alert_for(context, notifier)

@@ -2,23 +2,16 @@
 #   make run    set up .venv, install the project, run the main job (train 2024-01, validate 2024-02)
 #   make test   set up .venv with the test extra, run the test suite
 #
-# Offline-first: when ../shared/data/nyc-tlc exists and TAXI_DATA_SOURCE is unset, the months
-# are read from that folder; otherwise they are downloaded from the TLC address.
+# Configuration lives in one place: the environment, completed by the .env file that
+# `taxi-assets init` writes (see taxi_assets/settings.py). Offline-first: when
+# ../shared/data/nyc-tlc holds TLC files and TAXI_DATA_SOURCE is unset, months come from there.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SHARED_TLC := $(abspath ../shared/data/nyc-tlc)
 MONTH ?= 2024-02
 
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-ifeq ($(origin TAXI_DATA_SOURCE), undefined)
-  ifneq ($(wildcard $(SHARED_TLC)/*.parquet),)
-    export TAXI_DATA_SOURCE := $(SHARED_TLC)
-  endif
-endif
-
-.PHONY: setup run test dev bench clean
+.PHONY: setup run test test-fast lint dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +27,22 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/taxi-assets run --month $(MONTH)
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+# The pure core (no real months, servers, Postgres or Dagster runs): under two minutes.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m fast
+
+lint: setup
+	$(BIN)/ruff check taxi_assets taxi_assets_tests benchmarks
 
 dev: setup
 	$(BIN)/taxi-assets init
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml --log-level warning
 
 bench: setup
 	for b in benchmarks/*.py; do case $$b in */_*) ;; *) $(BIN)/python $$b || exit 1;; esac; done
 
 clean:
-	rm -rf $(VENV) .dagster_home data
+	rm -rf $(VENV) .dagster_home data .env

@@ -336,3 +336,27 @@ def test_training_set_blocking_check_judges_before_writing(resources, instance, 
     assert "training_set[2024-02] failed blocking check consistent_shapes (problems=targets contain NaN or infinite values)" in message
     assert sha(good) == before
     assert result.asset_materializations_for_node("training_set") == []
+
+
+def test_corrupt_stored_input_fails_at_once_naming_asset_month_and_path(resources, instance, io_manager):
+    """Before: ``Exceeded max_retries of 2: zipfile.BadZipFile: File is not a zip file`` after
+    155 s, naming nothing. A stored output that cannot be read is permanent: one failure naming
+    the asset, month and file, without retries."""
+    import time
+
+    from taxi_assets.defs.models.assets import model_assets
+
+    for month in ("2024-01", "2024-02"):
+        materialize(["raw_trips", "cleaned_trips"], month, resources, instance)
+    materialize(["training_set"], "2024-02", resources, instance)
+    stored = io_manager.path_for(dg.AssetKey("training_set"), "2024-02")
+    stored.write_bytes(stored.read_bytes()[:4096])  # truncated behind the pipeline's back
+    linear = next(a for a in model_assets if a.key == dg.AssetKey("linear_regression"))
+    started = time.monotonic()
+    result = dg.materialize([*ASSETS, linear], selection=["linear_regression"], partition_key="2024-02",
+                            resources=resources, instance=instance, raise_on_error=False)  # fmt: skip
+    assert not result.success and time.monotonic() - started < 60
+    message = failure_message(result)
+    assert f"training_set[2024-02]: the stored file {stored} cannot be read (BadZipFile)" in message
+    assert "re-materialize it" in message
+    assert [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"] == []

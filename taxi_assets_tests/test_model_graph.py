@@ -176,6 +176,10 @@ def test_batch_predictions(graph):
     rmse = float(np.sqrt(np.mean((frame["duration"] - frame["predicted_duration"]) ** 2)))
     assert m["rmse"] == pytest.approx(rmse, abs=1e-5)
     assert pd.api.types.is_datetime64_any_dtype(frame["pickup_datetime"])
+    # Dagster's own metadata bounds checks judged the month's figures
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["mean_prediction_bounds_check"].passed
+    assert evaluations["best_rmse_bounds_check"].passed
 
 
 def test_freshness_policies_are_evaluated_by_dagster(graph):

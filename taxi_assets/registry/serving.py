@@ -88,27 +88,6 @@ def _missing_sqlite_store(tracking_uri: str) -> Path | None:
     return None if file is None or file.exists() else file
 
 
-@contextlib.contextmanager
-def _without_type_hint_advice() -> Iterator[None]:
-    """Drop MLflow's "Add type hints to the `predict` method" warning while a model loads.
-
-    MLflow emits it when the model code first imports :class:`TripDurationModel` and forces
-    it with ``simplefilter("once")``, so ``-W ignore`` cannot silence it; it is advice for
-    the model's author, not for someone scoring rides. Other warnings pass through.
-    """
-    original = warnings.showwarning
-
-    def show(message, category, *args, **kwargs):
-        if "Add type hints to the `predict` method" not in str(message):
-            original(message, category, *args, **kwargs)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = original
-
-
 def resolve_version(model_uri: str, tracking_uri: str) -> str | None:
     """The registered version a ``models:/`` URI points to; raises ModelNotFoundError if none."""
     parsed = parse_models_uri(model_uri)
@@ -155,9 +134,10 @@ def load_model(model_uri: str, tracking_uri: str) -> LoadedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from taxi_assets.registry.pyfunc import without_type_hint_advice
     from taxi_assets.registry.tracking import tracking_uri_set
 
-    with tracking_uri_set(tracking_uri), _without_type_hint_advice():
+    with tracking_uri_set(tracking_uri), without_type_hint_advice():
         try:
             model = mlflow.pyfunc.load_model(model_uri)
         except (MlflowException, OSError) as exc:

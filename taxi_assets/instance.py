@@ -37,6 +37,8 @@ EMBEDDED_INSTANCE_YAML = f"""\
 # beside this one. Production: deploy/dagster.yaml (Postgres, run queue limits, retries).
 telemetry:
   enabled: false
+nux:
+  enabled: false
 
 # Run logs on the console (dagster dev's terminal, `dagster asset materialize`): INFO and above,
 # i.e. the assets' own progress lines and failures, not every engine event. The UI keeps all.
@@ -189,6 +191,9 @@ class LocalRunLauncher(DefaultRunLauncher):
             step_pid
             for step, (step_pid, step_started) in self._pids(run.run_id, DagsterEventType.STEP_START).items()
             if step not in finished and step_pid != pid and is_same_process(step_pid, step_started)
+            # A process that predates the run is no step process of it but a shared one that ran
+            # the step (a Dask worker under TAXI_EXECUTOR=dask): never end it.
+            and (process_start_time(step_pid) or started) >= started - 2.0
         ]
         ended = terminate(orphans)
         message = f"run worker pid {pid} is gone (killed or out of memory)"

@@ -104,6 +104,18 @@ def save_report(asset: str, month: str, name: str, png: bytes) -> None:
         ) from None
 
 
+def compact_profile(profile: pd.DataFrame, top_width: int = 40) -> pd.DataFrame:
+    """The profile as the UI shows it: statistics first, then the top values (shortened, and
+    left out for timestamps, where the most frequent instants say nothing), so the table stays
+    one line per column."""
+    shown = profile[["column", "dtype", "missing", "missing_pct", "unique", "min", "max", "mean", "median", "top_values"]].copy()
+    shown["missing_pct"] = shown["missing_pct"].astype(float).round(4)
+    timestamps = shown["dtype"].str.startswith("datetime")
+    shown.loc[timestamps, "top_values"] = ""
+    shown["top_values"] = [v if len(v) <= top_width else v[: top_width - 1] + "…" for v in shown["top_values"].astype(str)]
+    return shown
+
+
 def profile_metadata(
     frame: pd.DataFrame,
     asset: str,
@@ -120,8 +132,7 @@ def profile_metadata(
         pictures[f"{column}_histogram"] = charts.histogram_png(
             frame[column], f"{asset}[{month}]: {column}", label, upper_quantile=0.99
         )
-    profile = profile_frame(frame)
-    profile["missing_pct"] = profile["missing_pct"].astype(float).round(4)
+    profile = compact_profile(profile_frame(frame))
     metadata: dict[str, Any] = {
         **table_metadata(frame),
         "profile": frame_table(profile),

@@ -205,3 +205,24 @@ def test_pipeline_end_to_end_on_s3(s3, tmp_path, shared_data):
     served = mlflow.pyfunc.load_model(trained.model_uri)
     records = pd.DataFrame({"PULocationID": [74, 236], "DOLocationID": [75, 239], "trip_distance": [1.2, 3.4]})
     np.testing.assert_allclose(np.asarray(served.predict(records), dtype=float), trained.predict(records), rtol=1e-12)
+
+
+def test_distributed_training_reads_its_months_from_the_store(s3):
+    """What each Dask worker does for one month (``ml.distributed.encode_month``) on an
+    ``s3://`` source gives the same rows as on a local file."""
+    from taxi_assets.ml.distributed import encode_month
+    from taxi_assets.ml.representation import CompactFeatures
+
+    frame = cleaned_month("2024-01")
+    io = TaxiIOManager(data_root=f"s3://{BUCKET}/workers")
+    url = str(io.write(dg.AssetKey("cleaned_trips"), "2024-01", frame))
+    step = CompactFeatures.fit(frame["PULocationID"], frame["DOLocationID"], frame["trip_distance"], categorical=True)
+    boundary, es_from = np.datetime64("2024-02-01", "us"), np.datetime64("2024-01-25", "us")
+    part = encode_month(url, step, boundary, es_from)
+    pickups = frame["pickup_datetime"].to_numpy(dtype="datetime64[us]")
+    train, late = pickups < boundary, pickups >= es_from
+    assert part["worker"] == "local" and len(part["y"]) == int((train & ~late).sum()) > 40_000
+    assert len(part["y_es"]) == int((train & late).sum()) > 5_000
+    np.testing.assert_array_equal(part["y_es"], frame["duration"].to_numpy()[train & late])
+    expected = step.encode(frame["PULocationID"], frame["DOLocationID"], frame["trip_distance"])
+    np.testing.assert_array_equal(part["X"], expected[train & ~late])

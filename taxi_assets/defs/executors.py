@@ -2,7 +2,7 @@
 
 | value | executor | when |
 | --- | --- | --- |
-| ``multiprocess`` (default) | ``multiprocess_executor`` | one machine: each step in its own process, at most ``TAXI_MAX_CONCURRENT_STEPS`` (default 2, the core count here) at once |
+| ``multiprocess`` (default) | ``multiprocess_executor`` | one machine: each step in its own process, at most ``TAXI_MAX_CONCURRENT_STEPS`` (default 2, the core count here) at once, of which at most ``TAXI_MAX_CONCURRENT_MODEL_STEPS`` (default 1) model fits |
 | ``in_process`` | ``in_process_executor`` | debugging, tiny machines, tests |
 | ``dask`` | ``dagster_dask.dask_executor`` | a Dask cluster: ``TAXI_DASK_ADDRESS=tcp://host:8786`` names an existing scheduler; unset, each run starts a local cluster of ``TAXI_DASK_WORKERS`` (default 2) worker processes of one thread |
 | ``k8s`` | ``dagster_k8s.k8s_job_executor`` | Kubernetes: each step a pod, so seven models train on seven nodes |
@@ -115,12 +115,14 @@ def executor_from_settings() -> dg.ExecutorDefinition:
     kind = os.environ.get("TAXI_EXECUTOR", "multiprocess").strip().lower()
     if kind == "multiprocess":
         steps = int(os.environ.get("TAXI_MAX_CONCURRENT_STEPS", "2"))
+        # Model steps use every core themselves (n_jobs / nthread): one at a time by default, so
+        # two threaded fits never fight over the same cores. TAXI_MAX_CONCURRENT_MODEL_STEPS=k
+        # with TAXI_MAX_THREADS=cores/k runs k single-purpose fits side by side instead.
+        models = _positive("TAXI_MAX_CONCURRENT_MODEL_STEPS", 1)
         return dg.multiprocess_executor.configured(
             {
                 "max_concurrent": steps,
-                # Model steps use every core themselves (n_jobs / nthread): one at a time, so
-                # two threaded fits never fight over the same cores.
-                "tag_concurrency_limits": [{"key": MODEL_STEP_TAG[0], "value": MODEL_STEP_TAG[1], "limit": 1}],
+                "tag_concurrency_limits": [{"key": MODEL_STEP_TAG[0], "value": MODEL_STEP_TAG[1], "limit": models}],
             }
         )
     if kind == "in_process":

@@ -74,7 +74,8 @@ def train_month(
     context: dg.AssetExecutionContext, spec: EstimatorSpec, config: ModelConfig, mlflow: MlflowTracking, ts, month: str
 ) -> TrainedModel:
     """Tune ``spec`` on ``training_set[month]``, log and register it; the month's TrainedModel."""
-    from taxi_assets.ml.tuning import tune
+    from taxi_assets.defs.resources.io_manager import TaxiIOManager
+    from taxi_assets.ml.distributed import tune_auto
 
     label = f"{spec.name}[{month}]"
     overrides = {name: getattr(config, name) for name in list(spec.fit_options) + list(spec.config_overrides)}
@@ -92,9 +93,13 @@ def train_month(
             )
             run.log_trial(trial)
 
-        result = tune(
-            spec, ts, config.max_evaluations, config.random_state, on_trial=on_trial, profile=config.search_space, **overrides
-        )
+        # One process, or (boosters above TAXI_DISTRIBUTED_MIN_ROWS rides, a Dask cluster reachable)
+        # across the cluster's workers, each reading its months' cleaned_trips (ml/distributed.py).
+        result = tune_auto(
+            spec, ts, config.max_evaluations, config.random_state, on_trial=on_trial, profile=config.search_space,
+            sources=lambda m: str(TaxiIOManager().path_for(dg.AssetKey("cleaned_trips"), m)),
+            min_rows=SETTINGS.distributed_min_rows, dask_address=SETTINGS.dask_address, log=context.log.info, **overrides,
+        )  # fmt: skip
         registered = registered_model_name(SETTINGS.taxi_type, spec.name)
         info, version = run.log_result(result, example_records(ts), registered)
     context.log.info(

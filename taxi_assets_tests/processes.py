@@ -24,7 +24,8 @@ def _default_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Some process of the group ``pgid`` is still there."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -68,9 +69,9 @@ class DagsterProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, sig)
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and (process.poll() is None or _group_alive(process.pid)):
+            while time.monotonic() < deadline and (process.poll() is None or group_alive(process.pid)):
                 time.sleep(0.2)
-            if process.poll() is not None and not _group_alive(process.pid):
+            if process.poll() is not None and not group_alive(process.pid):
                 return
 
     def __enter__(self) -> DagsterProcess:

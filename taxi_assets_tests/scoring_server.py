@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from taxi_assets.registry.serving import payload
+from taxi_assets_tests.processes import group_alive as _group_alive
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -169,16 +170,6 @@ class ScoringServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- the client -------------------------------------------------------------------------------

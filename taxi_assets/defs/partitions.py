@@ -55,6 +55,23 @@ def previous_month_mapping() -> dg.TimeWindowPartitionMapping:
     return dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True)
 
 
+DATA_TEAM = "team:data-engineering"
+ML_TEAM = "team:ml"
+
+
+def monthly_asset(layer: str, owner: str, kinds: set[str]) -> dict:
+    """What every asset of the graph shares: monthly partitions, one month per backfill run,
+    its layer as group and tag, its owner and kinds (``@dg.asset(**monthly_asset(...), ...)``)."""
+    return {
+        "partitions_def": monthly_partitions,
+        "backfill_policy": ONE_MONTH_PER_RUN,
+        "group_name": layer,
+        "tags": {"layer": layer},
+        "owners": [owner],
+        "kinds": kinds,
+    }
+
+
 # One month per run for backfills: a failed month retries alone and the run queue decides how
 # many months run side by side. A ranged run (automation, or a job launched with range tags)
 # is still handled month by month (see months_of); `dagster asset materialize

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from taxi_assets.defs.checks import combine, gate
 from taxi_assets.defs.ingestion.checks import check_pickups_in_month, check_schema, raw_trips_check_specs
 from taxi_assets.defs.metadata import frame_table, profile_metadata
-from taxi_assets.defs.partitions import ONE_MONTH_PER_RUN, month_bounds, monthly_partitions, months_of, retry_transient
+from taxi_assets.defs.partitions import DATA_TEAM, month_bounds, monthly_asset, months_of, retry_transient
 from taxi_assets.defs.resources.data_source import TlcDataSource
 from taxi_assets.io.download import DataSourceError, DownloadError, DownloadTimeoutError
 from taxi_assets.ml.schema import SchemaError, normalize_table
@@ -64,13 +64,8 @@ def fetch_month(context: dg.AssetExecutionContext, data_source: TlcDataSource, m
 
 
 @dg.asset(
-    partitions_def=monthly_partitions,
-    group_name="ingestion",
-    kinds={"parquet"},
-    owners=["team:data-engineering"],
-    tags={"layer": "ingestion"},
+    **monthly_asset("ingestion", DATA_TEAM, {"parquet"}),
     check_specs=raw_trips_check_specs,
-    backfill_policy=ONE_MONTH_PER_RUN,
     description=(
         "One month of TLC trip records as published, normalized to the project's schema "
         "(see taxi_assets/ml/schema.py) so any set of months concatenates. The month is "

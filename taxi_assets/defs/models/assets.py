@@ -25,7 +25,7 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from taxi_assets.defs.executors import MODEL_STEP_TAG
-from taxi_assets.defs.partitions import ONE_MONTH_PER_RUN, monthly_partitions, months_of
+from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of
 from taxi_assets.defs.resources.tracking import MlflowTracking
 from taxi_assets.ml.dataset import example_records
 from taxi_assets.ml.estimators import ESTIMATORS, EstimatorSpec
@@ -159,15 +159,10 @@ def build_model_asset(spec: EstimatorSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=spec.name,
-        group_name=GROUP,
-        partitions_def=monthly_partitions,
-        backfill_policy=ONE_MONTH_PER_RUN,
+        **monthly_asset(GROUP, ML_TEAM, _kinds(spec)),
         ins={"training_set": dg.AssetIn("training_set")},
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=SETTINGS.model_freshness),
         description=spec.description,
-        kinds=_kinds(spec),
-        owners=["team:ml"],
-        tags={"layer": "models"},
         op_tags=dict([MODEL_STEP_TAG]),
         # Across runs: the embedded instance limits this pool to one step at a time.
         pool=MODEL_TRAINING_POOL,

@@ -9,8 +9,8 @@ import pandas as pd
 from taxi_assets import months as month_keys
 from taxi_assets.defs.metadata import png_metadata, save_report
 from taxi_assets.defs.partitions import (
-    ONE_MONTH_PER_RUN,
-    monthly_partitions,
+    ML_TEAM,
+    monthly_asset,
     months_of,
     previous_month_mapping,
     training_window_mapping,
@@ -77,12 +77,7 @@ def previous_champion_performance(champion, previous: str, current: pd.DataFrame
 
 
 @dg.asset(
-    partitions_def=monthly_partitions,
-    backfill_policy=ONE_MONTH_PER_RUN,
-    group_name="monitoring",
-    kinds={"pandas"},
-    owners=["team:ml"],
-    tags={"layer": "monitoring"},
+    **monthly_asset("monitoring", ML_TEAM, {"pandas"}),
     ins={
         "cleaned_trips": dg.AssetIn(partition_mapping=training_window_mapping()),
         # An explicit edge to the previous month's champion; absent (first month, or its

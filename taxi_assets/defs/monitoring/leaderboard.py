@@ -4,18 +4,13 @@ import dagster as dg
 
 from taxi_assets.defs.metadata import frame_table, png_metadata
 from taxi_assets.defs.models.assets import MODEL_NAMES
-from taxi_assets.defs.partitions import ONE_MONTH_PER_RUN, monthly_partitions, months_of
+from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of
 from taxi_assets.ml.leaderboard import leaderboard_frame, top_features_frame, validation_predictions
 
 
 @dg.asset(
     name="model_leaderboard",
-    partitions_def=monthly_partitions,
-    backfill_policy=ONE_MONTH_PER_RUN,
-    group_name="monitoring",
-    kinds={"pandas"},
-    owners=["team:ml"],
-    tags={"layer": "monitoring"},
+    **monthly_asset("monitoring", ML_TEAM, {"pandas"}),
     ins={"training_set": dg.AssetIn(), **{name: dg.AssetIn(key=name) for name in MODEL_NAMES}},
     description=(
         "Every model of month M side by side on the validation month, best first: rmse, mse, mae, "

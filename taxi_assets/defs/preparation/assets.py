@@ -10,9 +10,10 @@ from taxi_assets import months as month_keys
 from taxi_assets.defs.checks import combine, gate
 from taxi_assets.defs.metadata import profile_metadata
 from taxi_assets.defs.partitions import (
-    ONE_MONTH_PER_RUN,
+    DATA_TEAM,
+    ML_TEAM,
     month_bounds,
-    monthly_partitions,
+    monthly_asset,
     months_of,
     training_window_mapping,
 )
@@ -86,12 +87,7 @@ def _summary(values: pd.Series, prefix: str) -> dict[str, float]:
 
 
 @dg.asset(
-    partitions_def=monthly_partitions,
-    backfill_policy=ONE_MONTH_PER_RUN,
-    group_name="preparation",
-    kinds={"pandas", "parquet"},
-    owners=["team:data-engineering"],
-    tags={"layer": "preparation"},
+    **monthly_asset("preparation", DATA_TEAM, {"pandas", "parquet"}),
     ins={"raw_trips": dg.AssetIn(metadata={"columns": CLEAN_INPUT_COLUMNS})},
     check_specs=cleaned_trips_check_specs,
     description=(
@@ -149,12 +145,7 @@ def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw
 
 
 @dg.asset(
-    partitions_def=monthly_partitions,
-    backfill_policy=ONE_MONTH_PER_RUN,
-    group_name="preparation",
-    kinds={"scipy"},
-    owners=["team:ml"],
-    tags={"layer": "preparation"},
+    **monthly_asset("preparation", ML_TEAM, {"scipy"}),
     ins={"cleaned_trips": dg.AssetIn(partition_mapping=training_window_mapping())},
     check_specs=training_set_check_specs,
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=SETTINGS.training_set_freshness),

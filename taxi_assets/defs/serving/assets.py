@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from taxi_assets.defs.models.assets import MODEL_NAMES
-from taxi_assets.defs.partitions import ONE_MONTH_PER_RUN, monthly_partitions, months_of
+from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of
 from taxi_assets.defs.resources.tracking import MlflowTracking
 from taxi_assets.ml.features import REQUEST_FIELDS
 from taxi_assets.ml.metrics import regression_metrics
@@ -97,12 +97,7 @@ def champion_of_month(context, mlflow: MlflowTracking, month: str, board: pd.Dat
 
 
 @dg.asset(
-    partitions_def=monthly_partitions,
-    backfill_policy=ONE_MONTH_PER_RUN,
-    group_name="serving",
-    kinds={"mlflow"},
-    owners=["team:ml"],
-    tags={"layer": "serving"},
+    **monthly_asset("serving", ML_TEAM, {"mlflow"}),
     ins={
         "model_leaderboard": dg.AssetIn(),
         "training_set": dg.AssetIn(),
@@ -153,12 +148,7 @@ def champion_model(context: dg.AssetExecutionContext, mlflow: MlflowTracking, mo
 
 
 @dg.asset(
-    partitions_def=monthly_partitions,
-    backfill_policy=ONE_MONTH_PER_RUN,
-    group_name="serving",
-    kinds={"parquet"},
-    owners=["team:ml"],
-    tags={"layer": "serving"},
+    **monthly_asset("serving", ML_TEAM, {"parquet"}),
     description=(
         "Batch inference: every cleaned ride of month M scored by champion_model[M], stored beside "
         "the ride's key fields, with rows, mean prediction and RMSE against the actual durations."

@@ -31,29 +31,6 @@ PROGRESS_MARKER = "@@PROGRESS@@ "
 MIB = 1024 * 1024
 
 
-def use_ml_core_only() -> None:
-    """Make ``import taxi_assets.ml...`` skip ``taxi_assets/__init__.py``.
-
-    The package's ``__init__`` loads the whole Dagster code location (dagster, every asset
-    module: ~1.5 s and ~200 MiB), which a preparation benchmark should neither pay for nor
-    depend on: ``taxi_assets.ml`` is plain Python by design (no dagster import). So the
-    package is registered with its path but without running its ``__init__``.
-    """
-    import importlib.util
-    import types
-
-    if "taxi_assets" in sys.modules:
-        return
-    package_dir = REPO_ROOT / "taxi_assets"
-    module = types.ModuleType("taxi_assets")
-    module.__path__ = [str(package_dir)]
-    module.__file__ = str(package_dir / "__init__.py")
-    module.__spec__ = importlib.util.spec_from_file_location(
-        "taxi_assets", package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
-    )
-    sys.modules["taxi_assets"] = module
-
-
 # --- measurement ----------------------------------------------------------------------------
 
 
@@ -218,8 +195,7 @@ def preload_libraries() -> None:
     import scipy.sparse  # noqa: F401
     import sklearn.feature_extraction  # noqa: F401
 
-    use_ml_core_only()
-    import taxi_assets.ml.dataset  # noqa: F401
+    import taxi_assets.ml.dataset  # noqa: F401  (taxi_assets/__init__.py imports nothing: no Dagster)
 
 
 # --- data -----------------------------------------------------------------------------------

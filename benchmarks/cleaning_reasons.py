@@ -20,9 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SHARED_DATA, use_ml_core_only  # noqa: E402
-
-use_ml_core_only()
+from _common import SHARED_DATA  # noqa: E402
 
 import pyarrow.parquet as pq  # noqa: E402
 

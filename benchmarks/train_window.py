@@ -119,7 +119,6 @@ def main(argv=None) -> int:
     if args.case:
         run_case(args)
         return 0
-    c.use_ml_core_only()
     from taxi_assets.ml.estimators import ESTIMATORS
 
     print(f"train_window: validate {VALIDATION_MONTH}, train on the {args.train_months} months before; {c.machine()}")

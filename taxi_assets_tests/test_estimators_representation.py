@@ -225,7 +225,12 @@ def test_training_caps_and_refit_rounds():
     assert refit_rounds(80, 41_691, 54_378) == 104
     assert refit_rounds(80, 0, 54_378) == 80
     caps = {name: spec.max_train_rows for name, spec in ESTIMATORS.items() if spec.max_train_rows}
-    assert caps == {"linear_svr": 500_000, "extra_trees": 300_000, "gradient_boosting": 200_000, "random_forest": 300_000}
+    assert caps == {"lasso": 200_000, "linear_svr": 200_000, "extra_trees": 300_000, "gradient_boosting": 200_000,
+                    "random_forest": 300_000}  # fmt: skip
+    searched = {name: spec.max_search_rows for name, spec in ESTIMATORS.items() if spec.max_search_rows}
+    assert searched == {"xgboost": 250_000, "lightgbm": 250_000}
+    assert {n: ESTIMATORS[n].fit_options["num_boost_round"] for n in searched} == {"xgboost": 1_000, "lightgbm": 500}
+    assert refit_rounds(100, 500_000, 1_642_876) == 150  # at most 1.5x the early-stopped rounds
 
 
 def test_registry_decides_each_representation():
@@ -280,3 +285,23 @@ def test_the_ml_core_and_the_boosters_load_without_dagster():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"})  # fmt: skip
     assert out.stdout.strip() == "PASSIVE"
+
+
+def test_boosters_search_on_a_sample_and_refit_on_every_ride(ts):
+    """``max_search_rows``: the trials fit on a seeded sample (its last week stops them), the
+    kept booster is refitted on all the training rides."""
+    import dataclasses
+
+    from taxi_assets.ml.tuning import tune
+
+    spec = dataclasses.replace(ESTIMATORS["lightgbm"], max_search_rows=1_000)
+    result = tune(spec, ts, 1, 5, num_leaves=8, num_boost_round=30, early_stopping_rounds=3)
+    training = result.training
+    assert training["search_rides"] == 1_000 and training["refit_rides"] == training["train_rides"] == 2_000
+    assert training["fitted_rides"] + training["early_stopping_rides"] == 1_000
+    model = result.predictor.estimator
+    assert model.current_iteration() == refit_rounds(model.early_stopped_rounds, training["fitted_rides"], 2_000)
+    again = tune(spec, ts, 1, 5, num_leaves=8, num_boost_round=30, early_stopping_rounds=3)
+    assert again.metrics == result.metrics
+    with pytest.raises(ValueError, match=r"^lasso: max_search_rows needs a refit"):
+        dataclasses.replace(ESTIMATORS["lasso"], max_search_rows=1_000)

@@ -34,7 +34,7 @@ week (:func:`taxi_assets.ml.dataset.early_stopping_mask`). The validation month 
 scored (hyperopt still compares the trials' validation RMSE, as the course does). After the
 search, ``refit`` retrains the best trial's parameters on the whole training window for the
 number of rounds early stopping picked, scaled by the rides added back (rounds x whole
-window / fitted part): the kept model has seen the most recent week too.
+window / fitted part, at most x1.5): the kept model has seen the most recent week too.
 
 Training-size caps
 ------------------
@@ -47,11 +47,22 @@ or the twelve-month green window (742k rides) except where named:
 ================== ============ ===============================================================
 estimator          cap (rides)  why
 ================== ============ ===============================================================
-linear_svr         500,000      liblinear's dual coordinate descent: passes x rides, 4 trials
+lasso              200,000      each fit costs ~50 s on 1.6 M rides (sparse centering and
+                                coordinate descent set-up), whatever the iterations; 8 trials
+linear_svr         200,000      liblinear's dual coordinate descent: passes x rides, 4 trials
+                                (500,000 rides: 168 s on a yellow month)
 extra_trees        300,000      fully grown trees: nodes (memory, pickle size) grow with rides
 random_forest      300,000      same; bootstrap trees, 2 threads
 gradient_boosting  200,000      single-threaded exact splits: sorts every node's rides
 ================== ============ ===============================================================
+
+The boosters search on a sample instead (``max_search_rows``): their trials train on at most
+250,000 rides (drawn with the seed; the twelve-month green window and yellow months are
+sampled), and the refit trains the best parameters on every ride. Their cost is rides x
+rounds, so the rounds are bounded too: ``num_boost_round`` caps them (XGBoost 1,000, LightGBM
+500; green months stop after 100-250) and the refit adds at most half. (LightGBM with rates
+down to 0.05, 2,000 rounds and 500,000-ride trials did not finish a yellow month in 30 minutes:
+its trials ran to the cap.)
 
 Search spaces
 -------------
@@ -179,6 +190,9 @@ class EstimatorSpec:
     early_stopping: bool = False
     refit: Callable[..., Any] | None = None
     max_train_rows: int | None = None
+    # With a refit: the trials train on at most this many rides (drawn with the seed), the
+    # refit on every ride (or max_train_rows); see "Training-size caps".
+    max_search_rows: int | None = None
 
     def __post_init__(self) -> None:
         from taxi_assets.ml.representation import REPRESENTATIONS
@@ -187,8 +201,12 @@ class EstimatorSpec:
             raise ValueError(
                 f"{self.name}: unknown representation {self.representation!r}: expected one of {', '.join(REPRESENTATIONS)}"
             )
-        if self.max_train_rows is not None and self.max_train_rows < 2:
-            raise ValueError(f"{self.name}: max_train_rows must be at least 2, got {self.max_train_rows}")
+        for cap in ("max_train_rows", "max_search_rows"):
+            value = getattr(self, cap)
+            if value is not None and value < 2:
+                raise ValueError(f"{self.name}: {cap} must be at least 2, got {value}")
+        if self.max_search_rows is not None and self.refit is None:
+            raise ValueError(f"{self.name}: max_search_rows needs a refit (the kept model would miss the other rides)")
 
     def search_space(self, random_state: int, profile: str = "quick", **overrides: Any) -> dict[str, Any]:
         """The hyperopt space of ``profile``; each override fixes that hyperparameter's value.
@@ -384,12 +402,17 @@ def _gradient_boosting_course_space(random_state: int) -> dict[str, Any]:
 # --- boosters: early stopping on the training window's last week, then a refit -------------
 
 
+# The refit's rounds grow with the rides added back, at most by this factor.
+MAX_REFIT_ROUNDS_SCALE = 1.5
+
+
 def refit_rounds(best_rounds: int, fitted_rows: int, all_rows: int) -> int:
     """Rounds of the refit on the whole window: the early-stopped count scaled by the rides
-    added back (at least the count itself)."""
+    added back, at most :data:`MAX_REFIT_ROUNDS_SCALE` times and at least the count itself."""
     if fitted_rows <= 0:
         return best_rounds
-    return max(best_rounds, int(round(best_rounds * all_rows / fitted_rows)))
+    scale = min(max(all_rows / fitted_rows, 1.0), MAX_REFIT_ROUNDS_SCALE)
+    return int(round(best_rounds * scale))
 
 
 def _xgboost_space(random_state: int, max_depth_high: int = 12, learning_rate_low: float = -2.3) -> dict[str, Any]:
@@ -477,7 +500,9 @@ def _refit_xgboost(params, model, X, y, *, n_jobs: int = 1, feature_names=None, 
 def _lightgbm_space(random_state: int) -> dict[str, Any]:
     hp, _ = _hp()
     return {
-        "learning_rate": hp.loguniform("learning_rate", math.log(0.05), math.log(0.3)),
+        # 0.08 .. 0.3: on 2024-02 the best trials stop after ~150-250 rounds; lower rates only
+        # multiply the rounds (and the cost on a yellow month) for the same RMSE (4.833 vs 4.835)
+        "learning_rate": hp.loguniform("learning_rate", math.log(0.08), math.log(0.3)),
         "num_leaves": _int("num_leaves", 16, 128, 8),
         "min_data_in_leaf": _int("min_data_in_leaf", 5, 100, 5),
         "feature_fraction": hp.uniform("feature_fraction", 0.75, 1.0),  # 3 or 4 of the 4 columns
@@ -516,7 +541,7 @@ def _fit_lightgbm(
     *,
     n_jobs: int = 1,
     early_stopping_rounds: int = 20,
-    num_boost_round: int = 2000,
+    num_boost_round: int = 500,
     feature_names=None,
     categorical_features=None,
 ):
@@ -569,20 +594,21 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
             "lasso",
             "sklearn.linear_model.Lasso",
             "L1-regularized linear regression on one-hot PU_DO + clipped trip_distance. Tunes alpha "
-            "(log-uniform 1e-4..1) and max_iter.",
+            "(log-uniform 1e-4..1) and max_iter. Trains on at most 200,000 rides.",
             _lasso_space,
             max_evaluations=8,
             course_space=_lasso_course_space,
+            max_train_rows=200_000,
         ),
         sklearn_estimator(
             "linear_svr",
             "sklearn.svm.LinearSVR",
             "Linear support vector regression (epsilon-insensitive loss) on one-hot PU_DO + clipped "
-            "trip_distance. Tunes epsilon, C (quick: e^-3..e) and max_iter. Trains on at most 500,000 rides.",
+            "trip_distance. Tunes epsilon, C (quick: e^-3..e) and max_iter. Trains on at most 200,000 rides.",
             _linear_svr_space,
             max_evaluations=4,
             course_space=_linear_svr_course_space,
-            max_train_rows=500_000,
+            max_train_rows=200_000,
         ),
         sklearn_estimator(
             "extra_trees",
@@ -637,6 +663,7 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
             representation="categorical",
             early_stopping=True,
             refit=_refit_xgboost,
+            max_search_rows=250_000,
         ),
         EstimatorSpec(
             name="lightgbm",
@@ -648,12 +675,13 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
             fit=_fit_lightgbm,
             max_evaluations=8,
             parallel=True,
-            fit_options={"early_stopping_rounds": 20, "num_boost_round": 2000},
+            fit_options={"early_stopping_rounds": 20, "num_boost_round": 500},
             config_overrides={"num_leaves": int},
             library="lightgbm",
             representation="categorical",
             early_stopping=True,
             refit=_refit_lightgbm,
+            max_search_rows=250_000,
         ),
     ]
 }

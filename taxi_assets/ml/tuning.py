@@ -8,9 +8,10 @@ Per search, once: the entry's representation is fitted on the training rides
 (:func:`taxi_assets.ml.representation.fit_representation`: the distance clip, the zone and pair
 categories) and the training and validation inputs are built; an entry with
 ``max_train_rows`` trains on that many rides drawn with ``random_state``
-(:func:`~taxi_assets.ml.estimators.training_rows`); a booster's early-stopping slice (the
+(:func:`~taxi_assets.ml.estimators.training_rows`), and a refitted entry with
+``max_search_rows`` runs its trials on such a sample; a booster's early-stopping slice (the
 training window's last week, :func:`~taxi_assets.ml.dataset.early_stopping_mask`) is split
-off its training rides. Each trial fits and is scored on the validation month; the validation
+off its trials' rides. Each trial fits and is scored on the validation month; the validation
 month never stops a fit.
 
 Repeatable: TPE draws from ``np.random.default_rng(random_state)`` (hyperopt 0.3 wants a
@@ -120,14 +121,19 @@ def tune(
     X_val = step.from_training_set(ts, "val")
     input_kwargs = _input_kwargs(step)
     training = {**step.describe(), "train_rides": int(len(y_all)), "window_rides": int(len(ts.y_train))}
+    # The trials' rides: all of them, or a seeded sample of max_search_rows (refit on all).
+    search = training_rows(len(y_all), spec.max_search_rows, random_state)
+    X_search, y_search = _subset(X_all, search), _subset(y_all, search)
+    if search is not None:
+        training["search_rides"] = int(len(y_search))
     if spec.early_stopping:
-        pickups = _subset(ts.rides("train")["pickup_datetime"].to_numpy(), rows)
+        pickups = _subset(_subset(ts.rides("train")["pickup_datetime"].to_numpy(), rows), search)
         stop = early_stopping_mask(pickups)
-        X_fit, y_fit, X_es, y_es = X_all[~stop], y_all[~stop], X_all[stop], y_all[stop]
+        X_fit, y_fit, X_es, y_es = X_search[~stop], y_search[~stop], X_search[stop], y_search[stop]
         training.update(fitted_rides=int((~stop).sum()), early_stopping_rides=int(stop.sum()),
                         early_stopping_from=str(pickups[stop].min()))  # fmt: skip
     else:
-        X_fit, y_fit, X_es, y_es = X_all, y_all, None, None
+        X_fit, y_fit, X_es, y_es = X_search, y_search, None, None
 
     trials: list[TrialResult] = []
     best: dict[str, Any] = {"loss": np.inf, "model": None, "params": None, "index": 0}

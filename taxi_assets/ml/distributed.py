@@ -34,7 +34,10 @@ Same search, same early stopping
 --------------------------------
 Hyperopt TPE is seeded as in ``tune``; each trial fits on the training rides minus the
 early-stopping slice (the window's last week), stops on that slice, and is scored on the
-validation month; the best trial is refitted on the whole window for the scaled rounds.
+validation month; the best trial is refitted on the whole window for the scaled rounds
+(:func:`~taxi_assets.ml.estimators.refit_rounds`). One difference on purpose: on one process
+the boosters' trials run on a sample of ``max_search_rows`` rides (memory and time of one
+machine); across workers every ride is in some worker's memory, so the trials use them all.
 XGBoost stops natively (its Dask ``evals`` are evaluated across workers). LightGBM's Dask
 interface has no early stopping (each worker would stop on its own part): it trains
 ``num_boost_round`` rounds and the best round count is read on the driver from the slice's

@@ -212,6 +212,7 @@ def test_local_cluster_run_trains_a_booster_across_its_workers(cluster, runs, tm
     assert spread.metrics["rmse"] == pytest.approx(single.metrics["rmse"], rel=0.02)
 
 
+@pytest.mark.fast
 def test_dask_settings_pick_the_cluster(monkeypatch):
     monkeypatch.setenv("TAXI_DASK_ADDRESS", "tcp://127.0.0.1:8786")
     assert dask_cluster_config() == {"existing": {"address": "tcp://127.0.0.1:8786"}}

@@ -3,8 +3,8 @@
 What runs
 ---------
 1. The models: one champion per ``--models`` estimator (default ``linear_regression``,
-   ``xgboost``, ``random_forest``), each trained on the serving tests' 20,000 real 2024-01
-   rides (4,000 of them for early stopping) with the first point of its quick search space,
+   ``xgboost``, ``random_forest``), each tuned with one TPE trial on the serving tests' 20,000
+   real 2024-01 rides (16,000 train, 4,000 validate) in its own representation,
    logged with ``log_predictor`` into a temporary store and aliased ``champion``; with
    ``--project`` also the project's ``models:/taxi-trip-duration-<taxi>@champion``.
 2. The server: ``mlflow models serve --env-manager local`` on a free loopback port, in its
@@ -213,11 +213,11 @@ def client_case(url: str, single: int, batches: int, batch_size: int, server_pgi
     latency = {}
     for name, make in CLIENTS.items():
         client = make(url)
-        _timed(lambda: client.post("/invocations", one), 20)  # warm-up: connection, first-call caches
+        _timed(lambda client=client: client.post("/invocations", one), 20)  # warm-up: connection, first-call caches
         cpu_before = group_cpu_seconds(server_pgid) if server_pgid else float("nan")
-        values = _timed(lambda: client.post("/invocations", one), single)
+        values = _timed(lambda client=client: client.post("/invocations", one), single)
         server_cpu_ms = (group_cpu_seconds(server_pgid) - cpu_before) * 1000 / single if server_pgid else float("nan")
-        pings = _timed(lambda: client.get("/ping"), 200)
+        pings = _timed(lambda client=client: client.get("/ping"), 200)
         latency[name] = {
             "p50_ms": percentile(values, 0.50),
             "p90_ms": percentile(values, 0.90),
@@ -229,7 +229,7 @@ def client_case(url: str, single: int, batches: int, batch_size: int, server_pgi
         }
     client = LeanClient(url)
     layouts = {
-        name: percentile(_timed(lambda: client.post("/invocations", json.dumps(body).encode()), 200), 0.5)
+        name: percentile(_timed(lambda body=body: client.post("/invocations", json.dumps(body).encode()), 200), 0.5)
         for name, body in LAYOUTS.items()
     }
     bodies = [json.dumps({"dataframe_records": batch_records(batch_size, seed)}).encode() for seed in range(batches)]
@@ -316,32 +316,27 @@ def project_champion() -> tuple[str, str, str] | None:
 
 
 def build_champions(names: list[str], workdir: Path) -> list[tuple[str, str, str]]:
-    """One registered champion per estimator name, trained on the serving tests' 20,000 real
-    2024-01 rides (4,000 of them for early stopping) with the first point of the estimator's
-    quick search space, registered like the serving tests' champion (``register_champion``) in
-    one store under ``workdir``."""
-    import numpy as np
-    from hyperopt.pyll import stochastic
+    """One registered champion per estimator name, tuned (one TPE trial, seed 42, the
+    registry's quick space and representation) on the serving tests' 20,000 real 2024-01 rides
+    (the first 16,000 by pickup time train, the rest validate; a booster stops early on its
+    training rides' last week as the pipeline does), registered like the serving tests'
+    champion (``register_champion``) in one store under ``workdir``."""
+    import pandas as pd
 
-    from taxi_assets.ml import vectorize
-    from taxi_assets.ml.estimators import ESTIMATORS, available_threads, clean_params
-    from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
-    from taxi_assets.ml.predictor import TripDurationPredictor
+    from taxi_assets.ml.dataset import build_training_set
+    from taxi_assets.ml.estimators import ESTIMATORS
+    from taxi_assets.ml.tuning import tune
 
     sys.path.insert(0, str(c.REPO_ROOT))
     from taxi_assets_tests.serving_fixtures import register_champion, sample_rides
 
-    rides = sample_rides()
-    train, valid = rides.iloc[:16_000], rides.iloc[16_000:]
-    X_train, dv = vectorize.fit_transform(train[FEATURE_COLUMNS])
-    X_val = vectorize.transform(valid[FEATURE_COLUMNS], dv)
+    rides = sample_rides().sort_values("pickup_datetime", kind="stable").reset_index(drop=True)
+    boundary = pd.Timestamp(rides["pickup_datetime"].iloc[16_000])
+    ts = build_training_set(rides, boundary, extended_features=False)
     champions = []
     for name in names:
-        spec = ESTIMATORS[name]
-        params = clean_params(stochastic.sample(spec.search_space(42), rng=np.random.default_rng(1)))
-        estimator = spec.fit(params, X_train, train[TARGET].to_numpy(), X_val, valid[TARGET].to_numpy(),
-                             n_jobs=available_threads())  # fmt: skip
-        champion = register_champion(TripDurationPredictor(dv, estimator, name), workdir, f"serving-benchmark-{name}")
+        predictor = tune(ESTIMATORS[name], ts, 1, 42).predictor
+        champion = register_champion(predictor, workdir, f"serving-benchmark-{name}")
         champions.append((champion.model_uri, champion.tracking_uri, name))
     return champions
 
@@ -371,7 +366,6 @@ def main(argv: list[str] | None = None) -> None:
         profile_case(args.model_uri, args.tracking_uri)
         return
 
-    c.use_ml_core_only()  # the parent needs no Dagster definitions, only the serving helpers
     from taxi_assets_tests.scoring_server import ScoringServer
 
     print(c.machine())

@@ -305,3 +305,16 @@ def test_boosters_search_on_a_sample_and_refit_on_every_ride(ts):
     assert again.metrics == result.metrics
     with pytest.raises(ValueError, match=r"^lasso: max_search_rows needs a refit"):
         dataclasses.replace(ESTIMATORS["lasso"], max_search_rows=1_000)
+
+
+def test_trials_of_a_big_month_are_compared_on_a_sample_of_its_validation_rides(ts, monkeypatch):
+    from taxi_assets.ml import tuning
+    from taxi_assets.ml.metrics import regression_metrics
+
+    monkeypatch.setattr(tuning, "MAX_TRIAL_VALIDATION_ROWS", 100)
+    result = tuning.tune(ESTIMATORS["linear_regression"], ts, 1, 5)
+    assert result.training["trial_validation_rides"] == 100
+    sample = training_rows(len(ts.y_val), 100, 5)
+    predictions = result.predictor.predict_training_set(ts)
+    assert result.trials[0].loss == regression_metrics(ts.y_val[sample], predictions[sample])["rmse"]
+    assert result.metrics == regression_metrics(ts.y_val, predictions)  # the kept model: every ride

@@ -11,8 +11,10 @@ categories) and the training and validation inputs are built; an entry with
 (:func:`~taxi_assets.ml.estimators.training_rows`), and a refitted entry with
 ``max_search_rows`` runs its trials on such a sample; a booster's early-stopping slice (the
 training window's last week, :func:`~taxi_assets.ml.dataset.early_stopping_mask`) is split
-off its trials' rides. Each trial fits and is scored on the validation month; the validation
-month never stops a fit.
+off its trials' rides. Each trial fits and is scored on the validation month (on a month
+of more than 250,000 validation rides, on a seeded sample of 250,000 of them:
+:data:`MAX_TRIAL_VALIDATION_ROWS`); the validation month never stops a fit, and the kept
+model's metrics are always computed on every validation ride.
 
 Repeatable: TPE draws from ``np.random.default_rng(random_state)`` (hyperopt 0.3 wants a
 ``Generator``), and the estimators get ``random_state`` in their parameters, so the same
@@ -82,6 +84,11 @@ class TuningResult:
         return self.metrics["rmse"] < self.baseline_rmse
 
 
+# Above this many validation rides (a yellow month has 1.6 million), the trials are compared
+# on a seeded sample of them: scoring a 300-round booster on 1.6 M rides costs ~90 s a trial.
+MAX_TRIAL_VALIDATION_ROWS = 250_000
+
+
 def _subset(X, rows):
     return X if rows is None else X[rows]
 
@@ -119,6 +126,10 @@ def tune(
     rows = training_rows(len(y_all), spec.max_train_rows, random_state)
     X_all, y_all = _subset(step.from_training_set(ts, "train"), rows), _subset(y_all, rows)
     X_val = step.from_training_set(ts, "val")
+    # The trials are compared on at most MAX_TRIAL_VALIDATION_ROWS validation rides (a seeded
+    # sample on big months); the kept model is scored on all of them.
+    scored = training_rows(len(ts.y_val), MAX_TRIAL_VALIDATION_ROWS, random_state)
+    X_trial_val, y_trial_val = _subset(X_val, scored), _subset(np.asarray(ts.y_val), scored)
     input_kwargs = _input_kwargs(step)
     training = {**step.describe(), "train_rides": int(len(y_all)), "window_rides": int(len(ts.y_train))}
     # The trials' rides: all of them, or a seeded sample of max_search_rows (refit on all).
@@ -126,6 +137,8 @@ def tune(
     X_search, y_search = _subset(X_all, search), _subset(y_all, search)
     if search is not None:
         training["search_rides"] = int(len(y_search))
+    if scored is not None:
+        training["trial_validation_rides"] = int(len(y_trial_val))
     if spec.early_stopping:
         pickups = _subset(_subset(ts.rides("train")["pickup_datetime"].to_numpy(), rows), search)
         stop = early_stopping_mask(pickups)
@@ -142,8 +155,8 @@ def tune(
         params = clean_params(sampled)
         t0 = time.perf_counter()
         model = spec.fit(params, X_fit, y_fit, X_es, y_es, n_jobs=threads, **fit_options, **input_kwargs)
-        predictions = TripDurationPredictor(step, model, spec.name).predict_features(X_val)
-        loss = regression_metrics(ts.y_val, predictions)["rmse"]
+        predictions = TripDurationPredictor(step, model, spec.name).predict_features(X_trial_val)
+        loss = regression_metrics(y_trial_val, predictions)["rmse"]
         seconds = time.perf_counter() - t0
         index = len(trials) + 1
         if loss < best["loss"]:

@@ -422,7 +422,7 @@ class Clock:
     less its CPU time.
     """
 
-    def __enter__(self) -> "Clock":
+    def __enter__(self) -> Clock:
         self.rss_before = current_rss_mib()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self

@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SHARED_DATA  # noqa: E402
-
 import pyarrow.parquet as pq  # noqa: E402
+from _common import SHARED_DATA  # noqa: E402
 
 from taxi_assets.ml import cleaning, schema  # noqa: E402
 

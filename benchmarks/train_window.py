@@ -61,6 +61,7 @@ def run_case(args) -> None:
         return
     # model case
     import numpy as np  # noqa: F401  (with the estimators' own imports below, before the clock)
+
     from taxi_assets.ml.estimators import get_estimator
     from taxi_assets.ml.tuning import tune
 

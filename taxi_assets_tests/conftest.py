@@ -28,8 +28,8 @@ import pytest  # noqa: E402
 
 from taxi_assets.defs.resources.data_source import TlcDataSource  # noqa: E402
 from taxi_assets.defs.resources.io_manager import TaxiIOManager  # noqa: E402
-from taxi_assets.defs.resources.tracking import MlflowTracking  # noqa: E402
 from taxi_assets.defs.resources.notifier import AlertNotifier  # noqa: E402
+from taxi_assets.defs.resources.tracking import MlflowTracking  # noqa: E402
 
 if not (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
     raise RuntimeError(

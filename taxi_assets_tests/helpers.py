@@ -32,7 +32,7 @@ def data_dir() -> Path:
     return Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cleaned_month_cached(month: str) -> pd.DataFrame:
     path = data_dir() / f"green_tripdata_{month}.parquet"
     table = pq.read_table(path, columns=schema.source_columns("green", cleaning.CLEAN_INPUT_COLUMNS))

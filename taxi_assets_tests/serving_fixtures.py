@@ -21,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from taxi_assets.registry.names import CHAMPION_ALIAS, champion_model_name, champion_uri
 from taxi_assets.ml import vectorize
 from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
 from taxi_assets.ml.predictor import TripDurationPredictor
+from taxi_assets.registry.names import CHAMPION_ALIAS, champion_model_name, champion_uri
 from taxi_assets_tests.helpers import cleaned_month, data_dir  # noqa: F401 (data_dir: re-exported for tests)
 
 SAMPLE_MONTH = "2024-01"
@@ -73,8 +73,8 @@ def register_champion(predictor: TripDurationPredictor, root: Path, name: str) -
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from taxi_assets.registry.tracking import TrackingStore, tracking_uri_set
     from taxi_assets.registry.pyfunc import log_predictor
+    from taxi_assets.registry.tracking import TrackingStore, tracking_uri_set
 
     tracking_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     artifact_location = (root / "mlflow" / "artifacts").as_uri()

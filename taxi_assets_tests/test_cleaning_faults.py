@@ -25,7 +25,7 @@ REFERENCE_ROWS = {"2024-01": 54_373, "2024-02": 51_497}
 NO_DROP = {"missing_values": 0, "invalid_zone_id": 0, "duration_below_min": 0, "duration_above_max": 0}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _raw_month(month: str) -> pd.DataFrame:
     """Green ``month`` read and normalized exactly as ``raw_trips`` does, before cleaning."""
     path = data_dir() / f"green_tripdata_{month}.parquet"

@@ -12,8 +12,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from taxi_assets.io.atomic import TEMP_PREFIX
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
+from taxi_assets.io.atomic import TEMP_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
 

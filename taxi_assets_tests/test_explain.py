@@ -10,7 +10,6 @@ from taxi_assets.ml.explain import RESULT_COLUMNS, top_features
 from taxi_assets_tests.helpers import cleaned_month
 
 
-
 class _Predictor:
     """Stands in for the project's small predictor wrapper: holds the model in .estimator."""
 

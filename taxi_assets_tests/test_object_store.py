@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pytest
 
 from taxi_assets.defs.resources.io_manager import CorruptOutputError, NotMaterializedError, TaxiIOManager
 from taxi_assets.io import storage
-from taxi_assets_tests.helpers import closed_port, cleaned_month
+from taxi_assets_tests.helpers import cleaned_month, closed_port
 from taxi_assets_tests.processes import BIN, DagsterProcess, wait_until
 
 BUCKET = "taxi-data"
@@ -113,7 +114,7 @@ def test_failed_serialization_sends_nothing(s3):
     io = TaxiIOManager(data_root=f"s3://{BUCKET}/failing")
     io.write(KEY, "2024-01", {"version": 1})
     before = keys(s3, "failing/")
-    with pytest.raises(Exception):  # joblib has written the array to the temp file when the lambda fails
+    with pytest.raises(pickle.PicklingError):  # joblib has written the array to the temp file when the lambda fails
         io.write(KEY, "2024-01", [np.zeros(1_000_000), lambda: 0])
     assert keys(s3, "failing/") == before == ["failing/green/frame/2024-01.pkl"]
     assert io.load(KEY, "2024-01") == {"version": 1}

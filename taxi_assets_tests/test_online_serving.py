@@ -18,6 +18,7 @@ from taxi_assets.registry.serving import parse_models_uri, payload, records_from
 from taxi_assets_tests.scoring_server import ScoringClient, ScoringError, ScoringServer, serve_command
 from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion  # noqa: F401 (fixture)
 
+
 def random_rides(n: int, seed: int = 11) -> list[dict]:
     """Valid rides over every zone id, including pairs the 20k-ride sample never saw."""
     rng = np.random.default_rng(seed)

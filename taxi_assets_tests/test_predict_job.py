@@ -13,8 +13,8 @@ import pytest
 
 from taxi_assets.definitions import load_defs
 from taxi_assets.defs.serving.predict_job import (
-    MODEL_REGISTRY_KEY,
     MAX_RECORDS,
+    MODEL_REGISTRY_KEY,
     predict_job,
     predict_output_metadata,
     predictions_from_metadata,

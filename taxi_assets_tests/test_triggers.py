@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import shutil
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
-import pytest
 
 from taxi_assets.definitions import load_defs
 from taxi_assets.defs.automation import conditions, jobs, schedules, sensors
@@ -65,7 +64,7 @@ def test_new_month_sensor_survives_source_errors(instance):
 
 def test_monthly_schedule_targets_the_published_lag(instance, resources):
     dg.materialize([raw_trips], partition_key="2024-01", resources=resources, instance=instance)
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2024, 4, 25, 6, tzinfo=timezone.utc))
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2024, 4, 25, 6, tzinfo=UTC))
     result = schedules.monthly_ingestion_schedule(context)
     # April 25th: February is out (two months back); January (three back) is already ingested.
     assert [r.partition_key for r in result] == ["2024-02"]

@@ -169,7 +169,7 @@ def test_training_set_shapes_are_consistent(yellow_deployment):
     assert meta["window_rows"] == len(cleaned)
     cleaned_meta = _metadata(yellow_deployment["home"], "cleaned_trips", "2024-01")
     assert cleaned_meta["rows_in"] == RIDES and cleaned_meta["rows_out"] == int(
-        (pd.read_parquet(data_root / "cleaned_trips" / "2024-01.parquet").shape[0])
+        pd.read_parquet(data_root / "cleaned_trips" / "2024-01.parquet").shape[0]
     )
 
 

@@ -47,7 +47,6 @@ from sklearn.feature_extraction import DictVectorizer
 from taxi_assets.ml.features import request_frame, validate_request
 from taxi_assets.ml.representation import PICKUP_FIELD, FeatureStep, OneHotFeatures, request_pickups
 
-
 # Below this many rows, models trained on several threads predict on one. Random forest of
 # 20 trees, one thread vs two on two cores: 1 record 2.8 vs 13 ms, 1,000 rows 8.6 vs 14.0 ms,
 # 4,000 rows 18.7 vs 21.5 ms; joblib's threads only pay off on large batches.

@@ -32,14 +32,10 @@ What the scoring server does before the model sees a request (MLflow 3.17, measu
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-
 
 # --- loading a registered model ----------------------------------------------------------------
 

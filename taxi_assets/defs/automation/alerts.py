@@ -32,8 +32,8 @@ import dagster as dg
 # Not exported by dagster, but it is the status type get_asset_check_execution_history filters on.
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from taxi_assets.io.notify import Alert
 from taxi_assets.defs.resources.notifier import AlertNotifier
+from taxi_assets.io.notify import Alert
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"

@@ -27,7 +27,6 @@ from typing import Any
 import dagster as dg
 
 from taxi_assets.io.env import env_number
-
 from taxi_assets.io.notify import Alert, notify_all
 from taxi_assets.settings import SETTINGS
 

@@ -48,8 +48,8 @@ import math
 import dagster as dg
 from pydantic import Field
 
-from taxi_assets.registry.names import champion_uri
 from taxi_assets.ml.features import REQUEST_FIELDS, InvalidRequestError
+from taxi_assets.registry.names import champion_uri
 from taxi_assets.settings import SETTINGS
 
 MODEL_REGISTRY_KEY = "model_registry"

@@ -201,15 +201,37 @@ class LocalRunLauncher(DefaultRunLauncher):
 _WATCHING = False
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` (Linux ``/proc``; ``None`` where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
 def end_with_run_worker(instance, run_id: str, poll_seconds: float = 1.0) -> bool:
     """In a step process of the multiprocess executor, end this process when its run worker
     dies (``kill -9``, out of memory): the step cannot report anything any more, and would
     otherwise keep running, and writing, as an orphan. Called when the step's resources are
     set up; does nothing in any other process (the run worker itself, a code server, tests).
 
-    A watcher thread polls the parent pid: when the run worker is gone the process gets
-    SIGTERM (Dagster's interrupt handling runs the step's cleanup: temp files are removed,
-    MLflow runs end FAILED), then SIGKILL ten seconds later. Returns whether it watches.
+    The step is the run worker's child, or its grandchild when the executor starts steps
+    from a forkserver (``defs/executors.py``: the forkserver is the worker's child and exits
+    with it). A watcher thread polls the parent pid and the worker: when either is gone the
+    process gets SIGTERM (Dagster's interrupt handling runs the step's cleanup: temp files are
+    removed, MLflow runs end FAILED), then SIGKILL ten seconds later. Returns whether it watches.
     """
     global _WATCHING
     if _WATCHING:
@@ -217,11 +239,11 @@ def end_with_run_worker(instance, run_id: str, poll_seconds: float = 1.0) -> boo
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
     worker = records[0].event_log_entry.dagster_event.pid if records else None
     parent = os.getppid()
-    if worker is None or parent != worker or parent == os.getpid():
+    if worker is None or worker == os.getpid() or worker not in (parent, _parent_of(parent)):
         return False
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent and _alive(worker):
             time.sleep(poll_seconds)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(10)

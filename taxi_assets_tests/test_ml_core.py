@@ -110,7 +110,7 @@ def test_clean_trips_counts_each_drop_reason():
     )
     cleaned, report = cleaning.clean_trips(raw)
     assert report.rows_in == 6 and report.rows_out == 3
-    assert report.dropped == {"missing_values": 1, "duration_below_min": 1, "duration_above_max": 1}
+    assert report.dropped == {"missing_values": 1, "duration_below_min": 1, "duration_above_max": 1, "invalid_zone_id": 0}
     assert cleaned["duration"].tolist() == [1.0, 30.0, 60.0]
     assert cleaned["PU_DO"].astype(str).tolist() == ["7_8", "7_8", "12_130"]
     assert list(cleaned.columns) == cleaning.CLEANED_COLUMNS
@@ -198,7 +198,7 @@ def test_env_numbers_name_the_variable(monkeypatch):
 def test_requests_come_as_records_one_record_or_columns():
     ride = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
     two = [ride, {"PULocationID": 74.0, "DOLocationID": 75, "trip_distance": 3}]
-    columns = {"PULocationID": np.array([[236], [74]]), "DOLocationID": [239, 75], "trip_distance": (1.98, 3)}
+    columns = {"PULocationID": np.array([236, 74]), "DOLocationID": [239, 75], "trip_distance": (1.98, 3)}
     for request in (two, columns, pd.DataFrame(two)):
         got = validate_request(request)
         assert got["PULocationID"].tolist() == [236, 74] and got["PULocationID"].dtype == np.int64
@@ -206,7 +206,7 @@ def test_requests_come_as_records_one_record_or_columns():
     assert validate_request(ride)["trip_distance"].tolist() == [1.98]
     with pytest.raises(InvalidRequestError, match=r"^the request's fields have different numbers of values \("):
         validate_request(dict(columns, trip_distance=[1.0]))
-    for request, kind in (("236,239,1.98", "str"), (np.zeros((1, 3)), "ndarray"), ([236, 239], "list")):
+    for request, kind in (("236,239,1.98", "a string"), (np.zeros((1, 3)), "an array of shape 1x3"), ([236, 239], "a list of numbers")):
         with pytest.raises(InvalidRequestError) as caught:
             validate_request(request)
         assert str(caught.value) == (

@@ -275,9 +275,17 @@ def sklearn_estimator(
     """A registry entry for an sklearn regressor given by dotted path (imported on first fit)."""
 
     def fit(params, X_train, y_train, X_es=None, y_es=None, *, n_jobs: int = 1):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
         cls = _load_class(class_path)
         extra = {"n_jobs": n_jobs} if parallel else {}
-        return cls(**params, **extra).fit(X_train, y_train)
+        # max_iter is a tuned hyperparameter (lasso, linear_svr): a trial that stops there is
+        # judged by its validation RMSE like any other, not by one warning per trial in the log.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return cls(**params, **extra).fit(X_train, y_train)
 
     fit.__qualname__ = f"fit_{name}"
     return EstimatorSpec(

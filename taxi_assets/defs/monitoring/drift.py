@@ -69,9 +69,14 @@ def previous_champion_performance(champion, previous: str, current: pd.DataFrame
         return {"previous_champion": f"none for {previous}"}
     predicted = champion.predict(current[REQUEST_FIELDS])
     metrics = regression_metrics(current["duration"].to_numpy(), predicted)
+    # The RMSE it was chosen on (its own validation month, which also picked its hyperparameters)
+    # beside the RMSE on the month after: the gap is the selection's optimism.
+    selected_on = float(champion.metrics.get("rmse", float("nan")))
     return {
         "previous_champion": f"{champion.name} (champion_model[{previous}])",
         **{f"previous_champion_{k}": round(float(v), 6) for k, v in metrics.items()},
+        "previous_champion_selection_rmse": round(selected_on, 6),
+        "previous_champion_rmse_gap": round(float(metrics["rmse"]) - selected_on, 6),
         "previous_champion_mean_prediction": round(float(np.mean(predicted)), 4),
     }
 

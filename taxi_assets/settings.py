@@ -27,6 +27,7 @@ bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 | ``TAXI_CHAMPION_TOLERANCE`` | ``0.0`` | minutes of RMSE a challenger may lose against the champion and still be promoted |
 | ``TAXI_BOOTSTRAP_MONTHS`` | ``3`` | on its first tick, ``new_month_sensor`` ingests only the newest this many published months (0: none) |
 | ``TAXI_AUTOMATION_INTERVAL_SECONDS`` | ``30`` | how often the automation sensor evaluates the asset conditions |
+| ``TAXI_MAX_EVALUATIONS`` | unset | caps every model's default number of hyperopt evaluations (e.g. ``1``: a quick first look on a laptop, or CI); run config still sets any value. Unset: each model's registry default (2-8) |
 | ``TAXI_MAX_RETRIES`` | ``2`` | retries of a step that failed for a transient reason (network, timeout, 5xx, MLflow down) |
 | ``TAXI_RETRY_DELAY_SECONDS`` | ``30`` | delay before the first such retry, doubled for each next one |
 | ``TAXI_EXECUTOR`` | ``multiprocess`` | ``multiprocess``, ``in_process``, ``dask``, ``k8s`` or ``celery_k8s`` (see ``defs/executors.py``) |
@@ -118,6 +119,7 @@ class Settings:
     retry_delay_seconds: float
     dask_address: str = ""
     distributed_min_rows: int = 2_000_000
+    max_evaluations: int = 0  # 0: each model's registry default
 
     @property
     def dagster_home(self) -> Path:
@@ -183,6 +185,7 @@ def load_settings() -> Settings:
         retry_delay_seconds=_float("TAXI_RETRY_DELAY_SECONDS", 30.0),
         dask_address=os.environ.get("TAXI_DASK_ADDRESS", "").strip(),
         distributed_min_rows=_positive_int("TAXI_DISTRIBUTED_MIN_ROWS", 2_000_000),
+        max_evaluations=env_number("TAXI_MAX_EVALUATIONS", 0, int, minimum=0),
     )
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from taxi_assets.definitions import load_defs
 from taxi_assets.ml.estimators import ESTIMATORS
@@ -88,3 +89,20 @@ def test_cli_materializes_a_real_month(tmp_path, shared_data):
     assert pq.read_metadata(stored).num_rows == 56_551
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
         assert instance.get_materialized_partitions(dg.AssetKey("raw_trips")) == {"2024-01"}
+
+
+@pytest.mark.fast
+def test_max_evaluations_setting_caps_each_models_default(monkeypatch):
+    """TAXI_MAX_EVALUATIONS lowers the default budget of every model above it (what automation
+    launches with), leaves smaller defaults alone, and run config still sets any value."""
+    import dataclasses
+
+    from taxi_assets.defs.models import assets
+
+    defaults = {name: assets._config_class(spec)().max_evaluations for name, spec in ESTIMATORS.items()}
+    assert defaults == {name: spec.max_evaluations for name, spec in ESTIMATORS.items()}
+    assert defaults["lightgbm"] == 8 and defaults["lasso"] == 8
+    monkeypatch.setattr(assets, "SETTINGS", dataclasses.replace(assets.SETTINGS, max_evaluations=2))
+    capped = {name: assets._config_class(spec)().max_evaluations for name, spec in ESTIMATORS.items()}
+    assert capped == {name: min(2, spec.max_evaluations) for name, spec in ESTIMATORS.items()}
+    assert assets._config_class(ESTIMATORS["lightgbm"])(max_evaluations=20).max_evaluations == 20

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dagster as dg
 
 from taxi_assets.defs.partitions import FIRST_TRAINABLE_MONTH, monthly_partitions
+from taxi_assets.ml.estimators import ESTIMATORS
 
 RAW = dg.AssetKey("raw_trips")
 CLEANED = dg.AssetKey("cleaned_trips")
@@ -49,10 +50,14 @@ class UntrainableMonth(dg.AutomationCondition):
         return dg.AutomationResult(context, true_subset=candidates.compute_intersection_with_partition_keys(early))
 
 
-def retrain_condition(ignore_missing: tuple[dg.AssetKey, ...] = ()) -> dg.AutomationCondition:
+def retrain_condition(
+    ignore_missing: tuple[dg.AssetKey, ...] = (), ignore_updates: tuple[dg.AssetKey, ...] = ()
+) -> dg.AutomationCondition:
     """``eager()`` for every month, for months that can succeed (see the module docstring).
 
     ``ignore_missing``: inputs whose absence does not hold the asset back (optional inputs).
+    ``ignore_updates``: inputs whose updates reach the asset through another input already
+    (a model's cleaned_trips, which its training_set is built from): no second request.
     """
     missing_dep = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested() & ~UntrainableMonth()
@@ -62,12 +67,15 @@ def retrain_condition(ignore_missing: tuple[dg.AssetKey, ...] = ()) -> dg.Automa
             dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True
         ).with_label("all_blocking_checks_passed")
     )
+    updated = dg.AutomationCondition.any_deps_updated()
+    if ignore_updates:
+        updated = updated.ignore(dg.AssetSelection.assets(*ignore_updates))
     if ignore_missing:
         # An optional input that is absent has no checks to pass either.
         missing_dep = missing_dep.ignore(dg.AssetSelection.assets(*ignore_missing))
         checks_passed = checks_passed.ignore(dg.AssetSelection.assets(*ignore_missing))
     return (
-        (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+        (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
         & ~missing_dep.with_label("any_deps_missing")
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
@@ -82,4 +90,6 @@ def condition_for(key: dg.AssetKey) -> dg.AutomationCondition | None:
         return None
     if key == dg.AssetKey("data_drift"):
         return retrain_condition(ignore_missing=(PREVIOUS_CHAMPION,))
+    if key.to_user_string() in ESTIMATORS:
+        return retrain_condition(ignore_updates=(CLEANED,))
     return retrain_condition()

@@ -25,7 +25,7 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from taxi_assets.defs.executors import MODEL_STEP_TAG
-from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of
+from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of, training_window_mapping
 from taxi_assets.defs.resources.tracking import MlflowTracking
 from taxi_assets.ml.dataset import example_records
 from taxi_assets.ml.estimators import ESTIMATORS, EstimatorSpec
@@ -164,6 +164,10 @@ def build_model_asset(spec: EstimatorSpec) -> dg.AssetsDefinition:
         name=spec.name,
         **monthly_asset(GROUP, ML_TEAM, _kinds(spec)),
         ins={"training_set": dg.AssetIn("training_set")},
+        # Read only when a booster trains across a Dask cluster (each worker loads its months'
+        # cleaned_trips, ml/distributed.py); an edge so lineage shows it. Automation ignores
+        # its updates: training_set[M] carries the same change (defs/automation/conditions.py).
+        deps=[dg.AssetDep("cleaned_trips", partition_mapping=training_window_mapping())],
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=SETTINGS.model_freshness),
         description=spec.description,
         op_tags=dict([MODEL_STEP_TAG]),

@@ -1,6 +1,6 @@
 """Steps on a real Dask cluster: ``dask scheduler`` and two ``dask worker`` processes on
 127.0.0.1, started here and stopped by PID, run February's graph (preparation, training set,
-one model of each representation) through ``TAXI_EXECUTOR=dask`` with the Dagster CLI;
+the eight models, leaderboard, champion) through ``TAXI_EXECUTOR=dask`` with the Dagster CLI;
 every step runs in a worker process, and the outputs equal the multiprocess executor's for the
 same seed (both with one fitting thread per step, as the local Dask cluster gives each worker).
 """
@@ -20,19 +20,18 @@ import pytest
 
 from taxi_assets.defs.executors import dask_cluster_config, executor_from_settings
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
+from taxi_assets.ml.estimators import ESTIMATORS
 from taxi_assets_tests.processes import BIN, DagsterProcess, wait_until
 
 MONTH, PREVIOUS = "2024-02", "2024-01"
-# One model of each representation (one-hot, ordinal, categorical booster): where steps run and
-# what they write does not depend on which of the eight models it is, and the whole graph twice
-# would cost minutes of the suite.
-MODELS = ["linear_regression", "random_forest", "xgboost"]
-GRAPH = ["raw_trips", "cleaned_trips", "training_set", *MODELS]
+GRAPH = ["raw_trips", "cleaned_trips", "training_set", *ESTIMATORS, "model_leaderboard", "champion_model"]
 # One trial per model, seeded where the quick space's first draw is cheap (10 trees, shallow
 # boosters, few lasso iterations), and short boosters: the point is where steps run.
-SEEDS = {"linear_regression": 11, "random_forest": 13, "xgboost": 3}
-QUICK = {"ops": {name: {"config": {"max_evaluations": 1, "random_state": SEEDS[name]}} for name in MODELS}}
+SEEDS = {"linear_regression": 11, "lasso": 48, "linear_svr": 59, "extra_trees": 54, "gradient_boosting": 13,
+         "random_forest": 13, "xgboost": 3, "lightgbm": 35}  # fmt: skip
+QUICK = {"ops": {name: {"config": {"max_evaluations": 1, "random_state": SEEDS.get(name, 11)}} for name in ESTIMATORS}}
 QUICK["ops"]["xgboost"]["config"]["num_boost_round"] = 40
+QUICK["ops"]["lightgbm"]["config"]["num_boost_round"] = 40
 
 
 def base_env(tmp: Path, shared_data: Path, data_root: Path) -> dict[str, str]:
@@ -147,7 +146,7 @@ def runs(cluster, shared_data):
 
 
 def test_steps_execute_in_the_worker_processes(cluster, runs):
-    run_pid, steps = step_pids(cluster["tmp"] / "home", "xgboost")
+    run_pid, steps = step_pids(cluster["tmp"] / "home", "model_leaderboard")
     worker_pids = {w.pid for w in cluster["workers"]}
     # Every step of the graph (and its asset-check steps) ran, each in one of the two workers,
     # none in the run worker.
@@ -156,12 +155,12 @@ def test_steps_execute_in_the_worker_processes(cluster, runs):
     assert set(steps.values()) == worker_pids  # both workers took steps
     assert run_pid not in worker_pids
     # The multiprocess run's steps ran in processes of their own, never in the workers.
-    _, multi_steps = step_pids(cluster["tmp"] / "home-multi", "xgboost")
+    _, multi_steps = step_pids(cluster["tmp"] / "home-multi", "model_leaderboard")
     assert set(GRAPH) <= set(multi_steps) and not set(multi_steps.values()) & worker_pids
     # The month's outputs are where the workers (TAXI_DATA_ROOT of their environment) wrote them.
     root = runs["dask"] / "green"
     assert sorted(p.name for p in (root / "cleaned_trips").iterdir()) == [f"{PREVIOUS}.parquet", f"{MONTH}.parquet"]
-    for name in MODELS:
+    for name in ESTIMATORS:
         assert (root / name / f"{MONTH}.pkl").is_file()
 
 
@@ -172,11 +171,16 @@ def test_outputs_equal_the_multiprocess_executor(runs):
     ts_dask, ts_multi = (io.load(dg.AssetKey("training_set"), MONTH) for io in (dask_io, multi_io))
     assert ts_dask.X_train.shape == ts_multi.X_train.shape == (54_378, 5_094)
     assert (ts_dask.X_train != ts_multi.X_train).nnz == 0 and np.array_equal(ts_dask.y_val, ts_multi.y_val)
-    for name in MODELS:
+    for name in ESTIMATORS:
         a, b = dask_io.load(dg.AssetKey(name), MONTH), multi_io.load(dg.AssetKey(name), MONTH)
         assert a.best_params == b.best_params, name
         np.testing.assert_array_equal(a.predictor.predict_training_set(ts_dask), b.predictor.predict_training_set(ts_multi))
         assert a.metrics["rmse"] == b.metrics["rmse"], name
+    boards = [io.load(dg.AssetKey("model_leaderboard"), MONTH) for io in (dask_io, multi_io)]
+    assert list(boards[0]["model"]) == list(boards[1]["model"]) and len(boards[0]) == len(ESTIMATORS)
+    np.testing.assert_array_equal(boards[0]["rmse"].to_numpy(), boards[1]["rmse"].to_numpy())
+    champions = [io.load(dg.AssetKey("champion_model"), MONTH) for io in (dask_io, multi_io)]
+    assert champions[0].name == champions[1].name == boards[0]["model"].iloc[0]
 
 
 def test_local_cluster_run_trains_a_booster_across_its_workers(cluster, runs, tmp_path):

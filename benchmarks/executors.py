@@ -4,6 +4,7 @@ Dask cluster (``TAXI_EXECUTOR=dask``), and how the per-step cost grows with the 
     python benchmarks/executors.py                 # both parts (~6 min on 2 cores)
     python benchmarks/executors.py --part graph    # the month's graph only
     python benchmarks/executors.py --part steps --steps 1,8,32
+    python benchmarks/executors.py --part start    # multiprocess steps: spawn vs forkserver
 
 Part "graph": February 2024's graph as ``test_dask_executor.py`` runs it (raw and cleaned
 trips, the training set, the eight models with one trial each, the leaderboard, the
@@ -210,6 +211,24 @@ def graph_part(tmp: Path) -> None:
     print()
 
 
+def start_part(tmp: Path) -> None:
+    """The month's graph with the multiprocess executor's two step start methods, one after
+    the other in one run: ``spawn`` (a fresh interpreter per step, before) and ``forkserver``
+    (steps forked from a process that imported the code location once, now)."""
+    print(f"## Step start method, multiprocess defaults ({MONTH}: {len(GRAPH)} steps, 8 models x 1 trial)\n")
+    rows = []
+    for method in ("spawn", "forkserver"):
+        env = dict(base_env(tmp, tmp / f"{method}-data", tmp / f"{method}-home"), TAXI_EXECUTOR="multiprocess",
+                   TAXI_STEP_START_METHOD=method)  # fmt: skip
+        materialize(dict(env, TAXI_EXECUTOR="in_process"), tmp, ["raw_trips", "cleaned_trips"], PREVIOUS)
+        r = materialize(env, tmp, GRAPH, MONTH, QUICK)
+        rows.append((method, r["wall"], r["cpu"], r["maxrss_mib"], load()))
+    print("| start method | wall s | CPU s | largest process MiB | load avg |\n|---|---|---|---|---|")
+    for name, wall, cpu, memory, avg in rows:
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {memory:.0f} | {avg} |")
+    print(f"\nforkserver / spawn: wall x{rows[1][1] / rows[0][1]:.2f}, CPU x{rows[1][2] / rows[0][2]:.2f}\n")
+
+
 def steps_part(tmp: Path, counts: list[int]) -> None:
     print("## Per-step cost (a job of N no-op steps)\n")
     def job(n: int) -> list[str]:
@@ -237,7 +256,7 @@ def steps_part(tmp: Path, counts: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["graph", "steps", "all"], default="all")
+    parser.add_argument("--part", choices=["graph", "steps", "start", "all"], default="all")
     parser.add_argument("--steps", default="1,8,32", help="step counts of the no-op job (1, 2, 4, 8, 16, 32 or 64)")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
@@ -246,6 +265,8 @@ def main() -> None:
             graph_part(Path(tmp))
         if args.part in ("steps", "all"):
             steps_part(Path(tmp), [int(n) for n in args.steps.split(",")])
+        if args.part in ("start", "all"):
+            start_part(Path(tmp))
 
 
 if __name__ == "__main__":

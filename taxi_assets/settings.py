@@ -27,6 +27,7 @@ bounds) are ``dg.Config`` on the assets; secrets are ``dg.EnvVar`` on resources.
 | ``TAXI_CHAMPION_TOLERANCE`` | ``0.0`` | minutes of RMSE a challenger may lose against the champion and still be promoted |
 | ``TAXI_BOOTSTRAP_MONTHS`` | ``3`` | on its first tick, ``new_month_sensor`` ingests only the newest this many published months (0: none) |
 | ``TAXI_AUTOMATION_INTERVAL_SECONDS`` | ``30`` | how often the automation sensor evaluates the asset conditions |
+| ``TAXI_STEP_START_METHOD`` | ``forkserver`` | how the multiprocess executor starts step processes: ``forkserver`` (forked from a process that imported the code location once per run, ~1 s a step) or ``spawn`` (a fresh interpreter, 8-10 s of imports a step) |
 | ``TAXI_MAX_EVALUATIONS`` | unset | caps every model's default number of hyperopt evaluations (e.g. ``1``: a quick first look on a laptop, or CI); run config still sets any value. Unset: each model's registry default (2-8) |
 | ``TAXI_MAX_RETRIES`` | ``2`` | retries of a step that failed for a transient reason (network, timeout, 5xx, MLflow down) |
 | ``TAXI_RETRY_DELAY_SECONDS`` | ``30`` | delay before the first such retry, doubled for each next one |

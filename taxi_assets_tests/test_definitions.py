@@ -106,3 +106,17 @@ def test_max_evaluations_setting_caps_each_models_default(monkeypatch):
     capped = {name: assets._config_class(spec)().max_evaluations for name, spec in ESTIMATORS.items()}
     assert capped == {name: min(2, spec.max_evaluations) for name, spec in ESTIMATORS.items()}
     assert assets._config_class(ESTIMATORS["lightgbm"])(max_evaluations=20).max_evaluations == 20
+
+
+@pytest.mark.fast
+def test_step_start_method_setting(monkeypatch):
+    from taxi_assets.defs.executors import PRELOADED_MODULES, step_start_method
+
+    monkeypatch.delenv("TAXI_STEP_START_METHOD", raising=False)
+    assert step_start_method() == {"forkserver": {"preload_modules": list(PRELOADED_MODULES)}}
+    assert "taxi_assets.definitions" in PRELOADED_MODULES
+    monkeypatch.setenv("TAXI_STEP_START_METHOD", "spawn")
+    assert step_start_method() == {"spawn": {}}
+    monkeypatch.setenv("TAXI_STEP_START_METHOD", "fork")
+    with pytest.raises(ValueError, match=r"^TAXI_STEP_START_METHOD must be forkserver or spawn, got 'fork'$"):
+        step_start_method()

@@ -129,6 +129,23 @@ def dask_cluster_config() -> dict:
     }
 
 
+def step_start_method() -> dict:
+    """How the multiprocess executor starts a step process (``TAXI_STEP_START_METHOD``).
+
+    ``forkserver`` (default): a forkserver that has imported the code location and the ML
+    libraries once per run forks each step from there, so a step starts in about a second
+    instead of the 8-10 s a fresh interpreter spends importing them (side by side in
+    ``benchmarks/executors.py --part start``). ``spawn``: Dagster's default, a fresh
+    interpreter per step (for code that must not be forked).
+    """
+    method = os.environ.get("TAXI_STEP_START_METHOD", "forkserver").strip().lower()
+    if method == "forkserver":
+        return {"forkserver": {"preload_modules": list(PRELOADED_MODULES)}}
+    if method == "spawn":
+        return {"spawn": {}}
+    raise ValueError(f"TAXI_STEP_START_METHOD must be forkserver or spawn, got {method!r}")
+
+
 def executor_from_settings() -> dg.ExecutorDefinition:
     kind = os.environ.get("TAXI_EXECUTOR", "multiprocess").strip().lower()
     if kind == "multiprocess":
@@ -141,10 +158,7 @@ def executor_from_settings() -> dg.ExecutorDefinition:
             {
                 "max_concurrent": steps,
                 "tag_concurrency_limits": [{"key": MODEL_STEP_TAG[0], "value": MODEL_STEP_TAG[1], "limit": models}],
-                # A forkserver that has imported the code location and the ML libraries once per
-                # run forks each step from there: a fresh step process costs ~0.1 s instead of the
-                # 8-10 s a new interpreter spends importing them (see benchmarks/executors.py).
-                "start_method": {"forkserver": {"preload_modules": list(PRELOADED_MODULES)}},
+                "start_method": step_start_method(),
             }
         )
     if kind == "in_process":

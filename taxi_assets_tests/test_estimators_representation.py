@@ -287,6 +287,24 @@ def test_the_ml_core_and_the_boosters_load_without_dagster():
     assert out.stdout.strip() == "PASSIVE"
 
 
+@pytest.mark.fast
+def test_no_module_of_the_core_imports_dagster():
+    """Every module under taxi_assets/ml, taxi_assets/io and taxi_assets/registry, and
+    taxi_assets.months, imported in a fresh interpreter, leaves Dagster out."""
+    code = (
+        "import importlib, pkgutil, sys, taxi_assets.ml, taxi_assets.io, taxi_assets.registry\n"
+        "names = ['taxi_assets.months'] + [m.name for p in (taxi_assets.ml, taxi_assets.io, taxi_assets.registry)\n"
+        "    for m in pkgutil.iter_modules(p.__path__, p.__name__ + '.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "    assert 'dagster' not in sys.modules, name\n"
+        "print(len(names))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip()) >= 25
+
+
 def test_boosters_search_on_a_sample_and_refit_on_every_ride(ts):
     """``max_search_rows``: the trials fit on a seeded sample (its last week stops them), the
     kept booster is refitted on all the training rides."""

@@ -121,6 +121,20 @@ def test_log_register_and_load_predicts_like_the_predictor(store, predictors, na
     predicted = loaded.predict(RECORDS)
     assert isinstance(predicted, np.ndarray) and predicted.dtype == np.float64
     np.testing.assert_array_equal(predicted, predictor.predict(RECORDS))
+    # What a scoring server does, in a fresh interpreter: load and predict without Dagster.
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, mlflow; mlflow.set_tracking_uri(sys.argv[1]); "
+        "m = mlflow.pyfunc.load_model(sys.argv[2]); print(json.dumps(m.predict(json.loads(sys.argv[3])).tolist())); "
+        "assert 'dagster' not in sys.modules, 'dagster imported'"
+    )
+    served = subprocess.run([sys.executable, "-c", code, store.uri, f"models:/{registered}/1", RECORDS.to_json(orient="records")],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert served.returncode == 0, served.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(served.stdout.strip().splitlines()[-1]), predicted, rtol=1e-12)
     # the experiment's explicit artifact root holds the pickled predictor
     stored = list((store.root / "artifacts").rglob("predictor.joblib"))
     assert len(stored) == 1

@@ -222,7 +222,7 @@ def is_own_run(instance: dg.DagsterInstance, run: dg.DagsterRun, asset_keys: set
 )
 def run_failure_alert(context: dg.RunFailureSensorContext, notifier: AlertNotifier) -> None:
     if not is_own_run(context.instance, context.dagster_run, _monitored_asset_keys(context)):
-        context.log.info(f"run {context.dagster_run.run_id} ({context.dagster_run.job_name}) is not ours: no alert")
+        context.log.debug(f"run {context.dagster_run.run_id} ({context.dagster_run.job_name}) is not ours: no alert")
         return
     alert = run_failure_alert_for(context, notifier)
     statuses = notifier.send(alert, context.log)
@@ -367,7 +367,8 @@ def asset_check_failure_alert(
         if sent
         else f"no new failed checks among {len(check_keys)} check(s)"
     )
-    context.log.info(summary)
+    # The console gets a line when an alert went out; a quiet tick is in the UI's tick history.
+    (context.log.info if sent else context.log.debug)(summary)
     return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=next_cursor.dump())
 
 
@@ -491,7 +492,7 @@ def freshness_alert(context: dg.SensorEvaluationContext, notifier: AlertNotifier
     if recovered:
         parts.append("fresh again: " + ", ".join(recovered))
     summary = " | ".join(parts) or "no asset turned stale"
-    context.log.info(summary)
+    (context.log.info if parts else context.log.debug)(summary)
     return dg.SensorResult(skip_reason=dg.SkipReason(summary), cursor=str(next_cursor))
 
 

@@ -292,7 +292,8 @@ def test_factory_builds_one_asset_per_registry_entry():
         assert asset.op.pool == "model_training"
         (asset_spec,) = asset.specs
         assert asset_spec.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=SETTINGS.model_freshness)
-        assert set(asset.keys_by_input_name) == {"training_set"}
+        # training_set is loaded; cleaned_trips is a non-loaded edge (what Dask workers read)
+        assert set(asset.keys_by_input_name) == {"training_set", "cleaned_trips"}
         config_fields = set(asset.op.config_schema.config_type.fields)
         expected = {"max_evaluations", "random_state", "search_space"} | set(spec.fit_options) | set(spec.config_overrides)
         assert config_fields == expected

@@ -27,8 +27,12 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/taxi-assets run --month $(MONTH)
 
+# Two workers, each test file on one worker (module fixtures such as the system test's settled
+# daemon are built once); TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The pure core (no real months, servers, Postgres or Dagster runs): under two minutes.
 test-fast: setup

@@ -50,12 +50,22 @@ def test_concurrent_cli_runs_of_one_partition(tmp_path, shared_data):
 def test_racing_writers_leave_one_whole_file(tmp_path):
     io = TaxiIOManager(data_root=str(tmp_path))
     frames = [pd.DataFrame({"writer": [w] * 200_000, "value": range(200_000)}) for w in range(6)]
-    context = dg.build_output_context(asset_key=dg.AssetKey("frame"), partition_key="2024-01")
-    threads = [threading.Thread(target=io.handle_output, args=(context, f)) for f in frames]
+    errors: list[BaseException] = []
+
+    def write(frame: pd.DataFrame) -> None:
+        # Each writer has its own output context, as each step has in a run.
+        context = dg.build_output_context(asset_key=dg.AssetKey("frame"), partition_key="2024-01")
+        try:
+            io.handle_output(context, frame)
+        except BaseException as error:  # noqa: BLE001 - recorded and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(f,)) for f in frames]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []  # every writer finished its write; the last rename wins
     stored = io.load(dg.AssetKey("frame"), "2024-01")
     assert len(stored) == 200_000 and stored["writer"].nunique() == 1  # exactly one writer's rows
     assert stored.equals(frames[int(stored["writer"].iloc[0])])

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -34,12 +33,6 @@ from pathlib import Path
 import _common as c  # the script's folder is on sys.path when run as a script
 
 CASES = ("hanging_source", "mlflow_down", "corrupt_input")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _HangAfterHeaders(BaseHTTPRequestHandler):
@@ -60,13 +53,12 @@ class _HangAfterHeaders(BaseHTTPRequestHandler):
 
 
 def _failure(result) -> str:
+    """First line of the run's first step failure, as the failure alert words it."""
+    from taxi_assets.defs.automation.alerts import step_failure_text
+
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            data = event.step_failure_data
-            text = (data.user_failure_data.description if data.user_failure_data else None) or (
-                data.error.message if data.error else ""
-            )
-            return text.strip().splitlines()[0][:160]
+            return step_failure_text(event).splitlines()[0][:160]
     return "(no step failure)"
 
 
@@ -122,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(["hanging source (headers, then nothing)", f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
         if "mlflow_down" in cases:
             from taxi_assets.defs.resources.tracking import MlflowTracking
+            from taxi_assets_tests.helpers import closed_port
 
-            down = MlflowTracking(tracking_uri=f"http://127.0.0.1:{_closed_port()}")
+            down = MlflowTracking(tracking_uri=f"http://127.0.0.1:{closed_port()}")
             result, wall, cpu = run(["linear_regression"], "2024-02", mlflow=down)
             rows.append(["MLflow tracking server down", f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
         if "corrupt_input" in cases:

@@ -101,16 +101,21 @@ def _boot_time() -> float | None:
     return None
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first, then the parent
+    pid, ...), or None when it cannot be read (gone, or no ``/proc``)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def process_start_time(pid: int) -> float | None:
     """Unix time a process started (Linux ``/proc``), or None when unknown or gone."""
     boot = _boot_time()
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = _stat_fields(pid)
+    if boot is None or fields is None:
         return None
-    if boot is None:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
     return boot + int(fields[19]) / _CLOCK_TICKS  # field 22 of stat: starttime in clock ticks
 
 
@@ -148,10 +153,8 @@ def is_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] != "Z"
 
 
 class LocalRunLauncher(DefaultRunLauncher):
@@ -203,22 +206,8 @@ _WATCHING = False
 
 def _parent_of(pid: int) -> int | None:
     """The parent pid of ``pid`` (Linux ``/proc``; ``None`` where it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
 
 
 def end_with_run_worker(instance, run_id: str, poll_seconds: float = 1.0) -> bool:
@@ -243,7 +232,7 @@ def end_with_run_worker(instance, run_id: str, poll_seconds: float = 1.0) -> boo
         return False
 
     def watch() -> None:
-        while os.getppid() == parent and _alive(worker):
+        while os.getppid() == parent and is_alive(worker):
             time.sleep(poll_seconds)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(10)

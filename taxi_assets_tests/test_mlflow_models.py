@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -122,10 +124,6 @@ def test_log_register_and_load_predicts_like_the_predictor(store, predictors, na
     assert isinstance(predicted, np.ndarray) and predicted.dtype == np.float64
     np.testing.assert_array_equal(predicted, predictor.predict(RECORDS))
     # What a scoring server does, in a fresh interpreter: load and predict without Dagster.
-    import json
-    import subprocess
-    import sys
-
     code = (
         "import json, sys, mlflow; mlflow.set_tracking_uri(sys.argv[1]); "
         "m = mlflow.pyfunc.load_model(sys.argv[2]); print(json.dumps(m.predict(json.loads(sys.argv[3])).tolist())); "

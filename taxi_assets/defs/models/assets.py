@@ -55,9 +55,9 @@ def _config_class(spec: EstimatorSpec) -> type[ModelConfig]:
     """``{Name}Config`` with the registry's default budget plus the spec's own settings."""
     # TAXI_MAX_EVALUATIONS caps the default (what automation and `make run` use); run config
     # still sets any value.
-    default = min(spec.max_evaluations, SETTINGS.max_evaluations) if SETTINGS.max_evaluations else spec.max_evaluations
+    budget = min(spec.max_evaluations, SETTINGS.max_evaluations) if SETTINGS.max_evaluations else spec.max_evaluations
     fields: dict[str, Any] = {
-        "max_evaluations": (int, Field(default=default, ge=1, le=500, description="Hyperopt trials (TPE).")),
+        "max_evaluations": (int, Field(default=budget, ge=1, le=500, description="Hyperopt trials (TPE).")),
     }
     for name, default in spec.fit_options.items():
         whole = isinstance(default, int) and not isinstance(default, bool)

@@ -460,7 +460,7 @@ def __getattr__(name: str) -> Any:
         # A process that dies of it (dagster asset materialize, python -c ...) prints the line;
         # one that catches it (a code server) shows it with the importing modules.
         sys.excepthook = _print_settings_errors_as_one_line(sys.excepthook)
-        raise exc from None
+        raise exc.with_traceback(None) from None  # the stack starts at the importing module
     return SETTINGS
 
 

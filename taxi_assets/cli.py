@@ -27,7 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from taxi_assets.settings import PROJECT_ROOT, SETTINGS, dotenv_text
+from taxi_assets.settings import exit_on_bad_settings
+
+with exit_on_bad_settings("taxi-assets"):  # a bad setting: one line naming it, exit 2, any subcommand
+    from taxi_assets.settings import PROJECT_ROOT, SETTINGS, dotenv_text
 
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 LOCATION_NAME = "taxi_assets"
@@ -37,8 +40,8 @@ def init(stream=sys.stdout) -> Path:
     """Write the embedded instance config and the project's ``.env``; returns DAGSTER_HOME."""
     from taxi_assets.instance import write_instance_yaml
 
-    home = Path(os.environ["DAGSTER_HOME"]).expanduser() if os.environ.get("DAGSTER_HOME") else SETTINGS.dagster_home
-    os.environ["DAGSTER_HOME"] = str(home)
+    home = SETTINGS.dagster_home
+    os.environ["DAGSTER_HOME"] = str(home)  # what DagsterInstance.get() and the code server read
     config = write_instance_yaml(home)
     env_file = PROJECT_ROOT / ".env"
     if not env_file.exists():
@@ -139,7 +142,7 @@ def run_pipeline(month: str, stream=sys.stdout) -> dict[str, dict]:
     months.parse(month)
     with dg.DagsterInstance.get() as instance:
         print(
-            f"Dagster instance: {os.environ['DAGSTER_HOME']}; data root: {SETTINGS.type_root}; "
+            f"Dagster instance: {SETTINGS.dagster_home}; data root: {SETTINGS.type_root}; "
             f"source: {SETTINGS.data_source}",
             file=stream,
         )
@@ -250,8 +253,7 @@ def predict_rides(records: list[dict], model_uri: str | None = None, tracking_ur
     from taxi_assets.registry.names import champion_uri
     from taxi_assets.registry.serving import load_model
 
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or SETTINGS.mlflow_tracking_uri
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    tracking_uri = tracking_uri or SETTINGS.mlflow_tracking_uri
     loaded = load_model(model_uri or champion_uri(SETTINGS.taxi_type), tracking_uri)
     frame = pd.DataFrame(records)
     typed = pd.DataFrame(

@@ -177,24 +177,6 @@ def test_validate_request_checks_every_field():
             validate_request(records)
 
 
-def test_env_numbers_name_the_variable(monkeypatch):
-    from taxi_assets.io.env import env_number
-
-    monkeypatch.setenv("TAXI_TRAIN_MONTHS", "two")
-    with pytest.raises(ValueError, match=r"^TAXI_TRAIN_MONTHS must be a whole number, got 'two'$"):
-        env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1)
-    monkeypatch.setenv("TAXI_TRAIN_MONTHS", "0")
-    with pytest.raises(ValueError, match=r"^TAXI_TRAIN_MONTHS must be at least 1, got 0$"):
-        env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1)
-    monkeypatch.setenv("TAXI_CHAMPION_TOLERANCE", "-0.5")
-    with pytest.raises(ValueError, match=r"^TAXI_CHAMPION_TOLERANCE must not be negative, got -0.5$"):
-        env_number("TAXI_CHAMPION_TOLERANCE", 0.0, float, minimum=0)
-    monkeypatch.setenv("TAXI_TRAIN_MONTHS", " 12 ")
-    assert env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1) == 12
-    monkeypatch.delenv("TAXI_TRAIN_MONTHS")
-    assert env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1) == 1
-
-
 def test_requests_come_as_records_one_record_or_columns():
     ride = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
     two = [ride, {"PULocationID": 74.0, "DOLocationID": 75, "trip_distance": 3}]

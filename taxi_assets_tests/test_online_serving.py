@@ -348,7 +348,10 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def champion_env(champion, monkeypatch):  # noqa: F811
+    """The champion's store as MLFLOW_TRACKING_URI: in the environment (subprocesses read it)
+    and in the CLI's settings (read once per process, before this test set it)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)
+    monkeypatch.setattr(cli, "SETTINGS", cli.SETTINGS.model_copy(update={"mlflow_tracking_uri": champion.tracking_uri}))
     return champion
 
 
@@ -443,7 +446,7 @@ def test_cli_without_a_champion_says_to_run_the_pipeline(champion_env, capsys, m
     )
     # no store at all: nothing is created, the message names the missing file
     absent = tmp_path / "nowhere" / "mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{absent}")
+    monkeypatch.setattr(cli, "SETTINGS", cli.SETTINGS.model_copy(update={"mlflow_tracking_uri": f"sqlite:///{absent}"}))
     code, out, err = run_cli(capsys, "--pu", "1", "--do", "2", "--distance", "3")
     assert (code, out) == (1, "")
     assert err.startswith(f"taxi-assets predict: error: no MLflow store at {absent} ")

@@ -397,11 +397,12 @@ def tune_auto(
     log: Callable[[str], None] | None = None,
     on_trial: Callable[[TrialResult], None] | None = None,
     profile: str = "quick",
+    n_jobs: int | None = None,
     **spec_overrides: Any,
 ) -> TuningResult:
-    """``tune`` on one process, or :func:`tune_distributed` when ``spec`` is a booster, the
-    training window holds at least ``min_rows`` rides and a cluster is reachable
-    (:func:`cluster_client`). ``sources(month)`` names a month's cleaned rides."""
+    """``tune`` on one process (``n_jobs`` threads), or :func:`tune_distributed` when ``spec``
+    is a booster, the training window holds at least ``min_rows`` rides and a cluster is
+    reachable (:func:`cluster_client`). ``sources(month)`` names a month's cleaned rides."""
     rows = len(training_set.y_train)
     if should_distribute(spec, rows, min_rows) and not training_set.info.get("months"):
         if log:
@@ -417,4 +418,5 @@ def tune_auto(
             if log:
                 log(f"{spec.name}: {rows:,} training rides >= {min_rows:,} but no Dask cluster (TAXI_EXECUTOR=dask or "
                     "TAXI_DASK_ADDRESS): training on this process")  # fmt: skip
-    return tune(spec, training_set, max_evaluations, random_state, on_trial=on_trial, profile=profile, **spec_overrides)
+    return tune(spec, training_set, max_evaluations, random_state, on_trial=on_trial, profile=profile, n_jobs=n_jobs,
+                **spec_overrides)  # fmt: skip

@@ -9,10 +9,10 @@ one child run per hyperopt trial. Every run ends FINISHED when the block complet
 (KILLED on Ctrl-C) when it raises; only a killed process (SIGKILL, OOM) can leave one RUNNING.
 
 Outages fail fast and named. MLflow's HTTP client waits 120 s per request and retries seven
-times by default (a dead server stalled a step for 15 minutes); a store here answers within
-``request_timeout`` seconds and ``max_retries`` retries, set through MLflow's own
-``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` unless the user set
-them, and :meth:`TrackingStore.check_reachable` probes the store before a model trains, so a
+times by default (a dead server stalled a step for 15 minutes); MLflow takes its timeout and
+retries from its own ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+only, which the settings and the ``mlflow`` resource set (15 s, 2 retries), and
+:meth:`TrackingStore.check_reachable` probes the store before a model trains, so a
 store that is down costs seconds, not a training run, and the error names its URI
 (:class:`TrackingStoreUnavailable`, a transient error the step's retry policy retries).
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,10 +38,6 @@ if TYPE_CHECKING:
 
 SQLITE_PREFIX = "sqlite:///"
 PARENT_RUN_TAG = "mlflow.parentRunId"
-TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_TIMEOUT"
-RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
-# What the user exported before this process started: those are never overridden.
-_USER_HTTP_SETTINGS = {v for v in (TIMEOUT_VARIABLE, RETRIES_VARIABLE) if v in os.environ}
 
 
 class TrackingStoreUnavailable(RuntimeError):
@@ -79,22 +74,24 @@ def _first_line(exc: BaseException) -> str:
 @contextlib.contextmanager
 def tracking_uri_set(tracking_uri: str) -> Iterator[None]:
     """Point MLflow's process-wide tracking (and registry) URI at ``tracking_uri``, then
-    restore exactly what was there (the explicit setting and the ``MLFLOW_TRACKING_URI``
-    variable, which ``mlflow.set_tracking_uri`` also writes)."""
+    restore exactly what was there: MLflow's explicit setting and its ``MLFLOW_TRACKING_URI``
+    variable, which ``mlflow.set_tracking_uri`` also writes (MLflow's state, kept through
+    MLflow's own accessor; not a setting of this project)."""
     import mlflow
+    from mlflow.environment_variables import MLFLOW_TRACKING_URI
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     explicit = getattr(tracking_utils, "_tracking_uri", None)
-    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    variable = MLFLOW_TRACKING_URI.get() if MLFLOW_TRACKING_URI.defined else None
     mlflow.set_tracking_uri(tracking_uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(explicit)
         if variable is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
+            MLFLOW_TRACKING_URI.unset()
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = variable
+            MLFLOW_TRACKING_URI.set(variable)
 
 
 @contextlib.contextmanager
@@ -112,9 +109,9 @@ def _store_lock(db: Path) -> Iterator[None]:
 
 
 def _quiet_mlflow_logs() -> None:
-    """MLflow's INFO chatter ("Registered model ... already exists", run links, progress bars)
-    tells a pipeline user nothing: the asset metadata names the run, model and version."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    """MLflow's INFO chatter ("Registered model ... already exists", run links) tells a pipeline
+    user nothing: the asset metadata names the run, model and version (its progress bars are a
+    setting, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, off by default)."""
     for name in ("mlflow", "mlflow.tracking", "mlflow.store", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -127,21 +124,12 @@ class TrackingStore:
         tracking_uri: str,
         experiment_name: str,
         artifact_location: str | None = None,
-        *,
-        request_timeout: int = 15,
-        max_retries: int = 2,
     ):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.artifact_location = artifact_location or None
-        self.request_timeout = int(request_timeout)
-        self.max_retries = int(max_retries)
         self._experiment_id: str | None = None
         _quiet_mlflow_logs()
-        # MLflow reads these on every request; values the user set before start-up win.
-        for variable, value in ((TIMEOUT_VARIABLE, self.request_timeout), (RETRIES_VARIABLE, self.max_retries)):
-            if variable not in _USER_HTTP_SETTINGS:
-                os.environ[variable] = str(value)
 
     @property
     def label(self) -> str:

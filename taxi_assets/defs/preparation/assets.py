@@ -169,7 +169,9 @@ def training_set(context: dg.AssetExecutionContext, cleaned_trips):
         started = time.perf_counter()
         pooled = pool_months(list(frames.values()))
         start, _ = month_bounds(month)
-        ts = build_training_set(pooled, start, info={"months": window, "taxi_type": SETTINGS.taxi_type})
+        ts = build_training_set(
+            pooled, start, info={"months": window, "taxi_type": SETTINGS.taxi_type}, extended_features=SETTINGS.extended_features
+        )
         # The course's "full" matrix: every pair of the window one-hot (105,870 x 7,027 for 2024-02).
         window_features = len(vectorize.fit(pooled[FEATURE_COLUMNS]).feature_names_)
         context.log.info(

@@ -43,22 +43,24 @@ class MlflowTracking(dg.ConfigurableResource):
     )
     username: str | None = Field(default=None, description="Server login (bind dg.EnvVar('MLFLOW_TRACKING_USERNAME')).")
     password: str | None = Field(default=None, description="Server password (bind dg.EnvVar('MLFLOW_TRACKING_PASSWORD')).")
-    request_timeout_seconds: int = Field(default=15, ge=1, le=600, description="Seconds per HTTP request to the store.")
-    max_retries: int = Field(default=2, ge=0, le=10, description="HTTP retries per request before the store counts as down.")
+    request_timeout_seconds: int = Field(
+        default=SETTINGS.mlflow_http_request_timeout, ge=1, le=600,
+        description="Seconds per HTTP request to the store (MLFLOW_HTTP_REQUEST_TIMEOUT).",
+    )  # fmt: skip
+    max_retries: int = Field(
+        default=SETTINGS.mlflow_http_request_max_retries, ge=0, le=10,
+        description="HTTP retries per request before the store counts as down (MLFLOW_HTTP_REQUEST_MAX_RETRIES).",
+    )  # fmt: skip
 
     def store(self) -> TrackingStore:
-        # MLflow reads credentials from the environment only.
+        # MLflow reads credentials, its HTTP timeout and retries from the environment only.
         if self.username:
             os.environ["MLFLOW_TRACKING_USERNAME"] = self.username
         if self.password:
             os.environ["MLFLOW_TRACKING_PASSWORD"] = self.password
-        return TrackingStore(
-            self.tracking_uri,
-            self.experiment_name,
-            self.artifact_location,
-            request_timeout=self.request_timeout_seconds,
-            max_retries=self.max_retries,
-        )
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.request_timeout_seconds)
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.max_retries)
+        return TrackingStore(self.tracking_uri, self.experiment_name, self.artifact_location)
 
     def reachable_store(self, context: dg.AssetExecutionContext, label: str) -> TrackingStore:
         """The store, after checking it answers; an outage fails the attempt naming ``label``

@@ -14,7 +14,8 @@ models' validation RMSE.
 ``taxi-assets predict --pu 236 --do 239 --distance 1.98`` scores one ride with the registered
 champion model (or ``--model-uri``); ``--json rides.json`` scores the records of a file (the
 scoring server's ``{"dataframe_records": [...]}`` payload, a list of records, or one record).
-A bad request prints one error line naming the field and exits 2 (nothing is loaded); no
+A bad request prints one error line naming the field and exits 2 (nothing is loaded); a
+registered model whose files cannot be read exits 2 naming the model, version and file; no
 champion yet exits 1 and says to run the pipeline first.
 """
 
@@ -264,15 +265,16 @@ def predict_rides(records: list[dict], model_uri: str | None = None, tracking_ur
 
 
 def predict_command(args, stdout=None, stderr=None) -> int:
-    """``taxi-assets predict``: 0 and the minutes, 2 on a bad request, 1 when no model is there."""
+    """``taxi-assets predict``: 0 and the minutes, 2 on a bad request or a damaged model, 1 when
+    no model is there."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     from taxi_assets.ml.features import InvalidRequestError
-    from taxi_assets.registry.serving import ModelNotFoundError
+    from taxi_assets.registry.serving import ModelLoadError, ModelNotFoundError
 
     try:
         records = request_records(args.pu, args.do, args.distance, args.json_file)
         loaded, minutes = predict_rides(records, args.model_uri)
-    except (RequestError, InvalidRequestError) as exc:
+    except (RequestError, InvalidRequestError, ModelLoadError) as exc:
         print(f"taxi-assets predict: error: {getattr(exc, 'message', None) or exc}", file=stderr)
         return 2
     except ModelNotFoundError as exc:

@@ -204,6 +204,7 @@ RIDE_FLAGS = {"pu": ("--pu", "PULocationID"), "do": ("--do", "DOLocationID"), "d
 
 def request_records(pu: str | None, do: str | None, distance: str | None, json_file: str | None) -> list[dict]:
     """The records a ``predict`` invocation asks for, validated (raises :class:`RequestError`)."""
+    from taxi_assets.ml.cleaning import IMPOSSIBLE_DISTANCE_MILES
     from taxi_assets.ml.features import InvalidRequestError, validate_request
     from taxi_assets.registry.serving import records_from_json_text
 
@@ -233,8 +234,8 @@ def request_records(pu: str | None, do: str | None, distance: str | None, json_f
                 f"missing {', '.join(missing)}: give --pu, --do and --distance for one ride, or --json FILE"
             )
         records = [{RIDE_FLAGS[key][1]: value for key, value in given.items()}]
-    try:
-        validate_request(records)
+    try:  # the rule the model applies, checked before anything is loaded
+        validate_request(records, IMPOSSIBLE_DISTANCE_MILES)
     except InvalidRequestError as exc:
         raise RequestError(str(exc)) from None
     return records
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     predict.add_argument("--pu", metavar="ID", help="pickup TLC zone id (PULocationID, 1..265)")
     predict.add_argument("--do", metavar="ID", help="dropoff TLC zone id (DOLocationID, 1..265)")
-    predict.add_argument("--distance", metavar="MILES", help="trip distance in miles (trip_distance, >= 0)")
+    predict.add_argument("--distance", metavar="MILES", help="trip distance in miles (trip_distance, 0..100)")
     predict.add_argument(
         "--json", dest="json_file", metavar="FILE",
         help='records to score: {"dataframe_records": [...]}, a list of records, or one record',

@@ -40,6 +40,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from taxi_assets.ml.cleaning import IMPOSSIBLE_DISTANCE_MILES
 from taxi_assets.ml.features import REQUEST_FIELDS, InvalidRequestError
 from taxi_assets.ml.predictor import TripDurationPredictor
 
@@ -136,8 +137,8 @@ with without_type_hint_advice():
             self.predictor: TripDurationPredictor = predictor
 
         def predict(self, context, model_input, params=None) -> np.ndarray:
-            try:
-                return self.predictor.predict(model_input)
+            try:  # a request: held to the distances the models know (ml/features.py)
+                return self.predictor.predict(model_input, max_distance_miles=IMPOSSIBLE_DISTANCE_MILES)
             except InvalidRequestError as exc:
                 raise InvalidTripRequestError(str(exc)) from exc
 
@@ -177,7 +178,7 @@ REQUEST_METADATA = {
     "request_fields": {
         "PULocationID": "pickup TLC zone id, a whole number 1-265",
         "DOLocationID": "dropoff TLC zone id, a whole number 1-265",
-        "trip_distance": "miles, a finite number >= 0",
+        "trip_distance": f"miles, a finite number from 0 to {IMPOSSIBLE_DISTANCE_MILES:g}",
     },
     "prediction": "trip duration in minutes, float64, one per record",
     "validation": "taxi_assets.ml.features.validate_request",
@@ -199,7 +200,7 @@ def log_predictor(
 
     No MLflow signature, on purpose: the model validates every request itself
     (:func:`~taxi_assets.ml.features.validate_request`: the fields present, numbers, zone ids
-    whole numbers 1-265, distances finite and non-negative; the first bad value named with its
+    whole numbers 1-265, distances finite, from 0 to 100 miles; the first bad value named with its
     field and record), the same for ``mlflow models serve``, ``pyfunc.load_model(...).predict``,
     the CLI and the ``predict`` job. MLflow's schema enforcement in front of it only got in the
     way: typed ``long`` it cast zone ``236.5`` to 236 before the model saw it; typed ``double``

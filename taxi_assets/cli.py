@@ -16,7 +16,8 @@ champion model (or ``--model-uri``); ``--json rides.json`` scores the records of
 scoring server's ``{"dataframe_records": [...]}`` payload, a list of records, or one record).
 A bad request prints one error line naming the field and exits 2 (nothing is loaded); a
 registered model whose files cannot be read exits 2 naming the model, version and file; no
-champion yet exits 1 and says to run the pipeline first.
+champion yet exits 1 and says to run the pipeline first. Output into a pipe closed early
+(``| head -c 10``) ends quietly with status 141, as a command ended by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -281,18 +282,34 @@ def predict_command(args, stdout=None, stderr=None) -> int:
     except ModelNotFoundError as exc:
         print(f"taxi-assets predict: error: {exc}", file=stderr)
         return 1
-    if args.output == "json":
-        version = int(loaded.version) if loaded.version else None
-        print(json.dumps({"model_uri": loaded.model_uri, "model_version": version, "predictions": minutes}), file=stdout)
-    elif args.json_file is None:
-        print(f"{minutes[0]:.2f}", file=stdout)
-    else:
-        for record, value in zip(records, minutes):
-            print(
-                f"PU {record['PULocationID']} -> DO {record['DOLocationID']}, {record['trip_distance']} mi: {value:.2f} min",
-                file=stdout,
-            )
+    try:
+        if args.output == "json":
+            version = int(loaded.version) if loaded.version else None
+            print(json.dumps({"model_uri": loaded.model_uri, "model_version": version, "predictions": minutes}), file=stdout)
+        elif args.json_file is None:
+            print(f"{minutes[0]:.2f}", file=stdout)
+        else:
+            for record, value in zip(records, minutes):
+                print(
+                    f"PU {record['PULocationID']} -> DO {record['DOLocationID']}, {record['trip_distance']} mi: {value:.2f} min",
+                    file=stdout,
+                )
+        stdout.flush()  # here, not at exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        return closed_pipe(stdout)
     return 0
+
+
+def closed_pipe(stream) -> int:
+    """The reader of ``stream`` went away (``| head``): stop quietly with the exit status of a
+    command ended by SIGPIPE (141), pointing the descriptor at /dev/null so the interpreter's
+    last flush finds nothing to complain about."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError, AttributeError):  # not a file descriptor (a test's buffer)
+        pass
+    return 141
 
 
 def main(argv: list[str] | None = None) -> int:

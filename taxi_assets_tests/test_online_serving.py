@@ -500,6 +500,30 @@ def test_installed_command_scores_and_fails_without_traceback(champion_env, tmp_
     assert done.stderr == "taxi-assets predict: error: field 'trip_distance' must not be negative, got -0.5 in record 0\n"
 
 
+def test_output_into_a_closed_pipe_ends_quietly(champion_env, tmp_path):  # noqa: F811
+    """Before: ``taxi-assets predict ... | head`` ended in a ``BrokenPipeError`` traceback."""
+    command = Path(sys.executable).parent / "taxi-assets"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=champion_env.tracking_uri)
+    # a pipe whose reader is gone before anything is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [str(command), "predict", "--pu", "236", "--do", "239", "--distance", "1.98", "--output", "json"],
+            env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+    # `| head -c 10` in a shell, with more output than the pipe holds (20,000 rides, about 900 KB)
+    rides = tmp_path / "rides.json"
+    rides.write_text(json.dumps(random_rides(20_000, seed=3)))
+    script = f"'{command}' predict --json '{rides}' | head -c 10; echo \"status=${{PIPESTATUS[0]}}\" >&2"
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.stdout.startswith("PU ") and len(done.stdout) == 10
+    assert done.stderr == "status=141\n"
+
+
 def test_cli_parser_documents_the_predict_flags(capsys):
     with pytest.raises(SystemExit) as caught:
         cli.main(["predict", "--help"])

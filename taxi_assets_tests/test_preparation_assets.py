@@ -95,6 +95,7 @@ def test_raw_and_cleaned_metadata(resources, instance, shared_data):
     assert len(profile) == 20  # one row per normalized column
     assert profile["ehail_fee"]["missing"] == 56_551  # every ehail_fee is missing
     assert profile["trip_distance"]["max"] == "201421.68"
+    assert raw["duplicate_rows"] == 0 and raw["voided_pairs"] == 181
     for name in ("pickups_per_day", "trip_distance_histogram"):
         assert raw[name].startswith("![raw_trips 2024-01 ") and "data:image/png;base64," in raw[name]
         png = Path(raw["report_dir"]) / f"{name}.png"

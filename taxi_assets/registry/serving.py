@@ -13,7 +13,8 @@ no copy of the code, see :mod:`taxi_assets.registry.pyfunc`). The alias is resol
 server starts: restart it after a promotion. Bad requests are answered ``400`` with the
 model's own validation message (field and record), the same text as in Python, in
 ``taxi-assets predict`` and in the ``predict`` job. No Dagster import here: the CLI and the
-``predict`` job share :func:`load_model`.
+``predict`` job share :func:`load_model`, which names a registered model whose files cannot be
+read (:class:`ModelLoadError`: model, version, file, reason, what to do).
 
 What the scoring server does before the model sees a request (MLflow 3.17, measured):
 

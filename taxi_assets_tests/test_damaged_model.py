@@ -101,6 +101,7 @@ def test_a_damaged_file_is_one_clear_error_everywhere(artifact, kind, change, re
 
     # the CLI: exit 2, that one line
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)
+    monkeypatch.setattr(cli, "SETTINGS", cli.SETTINGS.model_copy(update={"mlflow_tracking_uri": champion.tracking_uri}))
     code = cli.main(["predict", "--pu", "236", "--do", "239", "--distance", "1.98"])
     out, err = capsys.readouterr()
     assert (code, out, err) == (2, "", f"taxi-assets predict: error: {message}\n")

@@ -307,7 +307,7 @@ def project_champion() -> tuple[str, str, str] | None:
     from taxi_assets.settings import SETTINGS
 
     uri = f"models:/taxi-trip-duration-{SETTINGS.taxi_type}@champion"
-    tracking = os.environ.get("MLFLOW_TRACKING_URI") or SETTINGS.mlflow_tracking_uri
+    tracking = SETTINGS.mlflow_tracking_uri
     try:
         version = resolve_version(uri, tracking)
     except ModelNotFoundError:

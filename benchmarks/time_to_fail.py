@@ -13,9 +13,14 @@ failed, with the failure's first line:
   (``TAXI_MAX_RETRIES`` = 2, ``TAXI_RETRY_DELAY_SECONDS`` = 30 then 60: the delays are most of
   the time; before: 929 s);
 * ``corrupt stored input``: ``linear_regression[2024-02]`` whose stored ``training_set`` was
-  truncated: permanent, no retry (before: 155 s, 2 retries, no path).
+  truncated: permanent, no retry (before: 155 s, 2 retries, no path);
+* ``MLflow locked 20 s`` / ``MLflow locked``: the embedded SQLite store held by another process
+  (``BEGIN EXCLUSIVE``) for 20 s, then for good, while ``linear_regression[2024-02]`` runs:
+  the first is waited out (a success, timed), the second fails each attempt after the
+  ``mlflow`` resource's ``lock_timeout_seconds`` (45) and is retried as an outage (before: a
+  raw ``database is locked`` traceback after 6 s, no retry).
 
-    python benchmarks/time_to_fail.py [--cases hanging_source,mlflow_down,corrupt_input]
+    python benchmarks/time_to_fail.py [--cases hanging_source,mlflow_down,corrupt_input,mlflow_locked_20s,mlflow_locked]
 """
 
 from __future__ import annotations
@@ -32,7 +37,23 @@ from pathlib import Path
 
 import _common as c  # the script's folder is on sys.path when run as a script
 
-CASES = ("hanging_source", "mlflow_down", "corrupt_input")
+CASES = ("hanging_source", "mlflow_down", "corrupt_input", "mlflow_locked_20s", "mlflow_locked")
+LOCKER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _lock(db: Path, seconds: float):
+    """Another process holding ``BEGIN EXCLUSIVE`` on ``db`` for ``seconds`` (kill it to release)."""
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "locked"
+    return process
 
 
 class _HangAfterHeaders(BaseHTTPRequestHandler):
@@ -101,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                                     resources={**resources, **overrides}, raise_on_error=False)  # fmt: skip
             return result, time.monotonic() - started, time.process_time() - cpu
 
-        if {"mlflow_down", "corrupt_input"} & set(cases):
+        if {"mlflow_down", "corrupt_input", "mlflow_locked_20s", "mlflow_locked"} & set(cases):
             for month in ("2024-01", "2024-02"):
                 run(["raw_trips", "cleaned_trips"], month)
             prepared, _, _ = run(["training_set"], "2024-02")
@@ -119,6 +140,19 @@ def main(argv: list[str] | None = None) -> None:
             down = MlflowTracking(tracking_uri=f"http://127.0.0.1:{closed_port()}")
             result, wall, cpu = run(["linear_regression"], "2024-02", mlflow=down)
             rows.append(["MLflow tracking server down", f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
+        for case, seconds in (("mlflow_locked_20s", 20), ("mlflow_locked", 3600)):
+            if case not in cases:
+                continue
+            resources["mlflow"].store().experiment_id()  # the store exists, as after any first run
+            holder = _lock(work / "mlflow.db", seconds)
+            try:
+                result, wall, cpu = run(["linear_regression"], "2024-02")
+            finally:
+                holder.kill()
+                holder.wait()
+            outcome = "succeeded" if result.success else _failure(result)
+            rows.append([f"MLflow store locked {'20 s' if seconds == 20 else 'for good'}", f"{wall:.1f}", f"{cpu:.1f}",
+                         _retries(result), outcome])  # fmt: skip
         if "corrupt_input" in cases:
             from taxi_assets.defs.resources.io_manager import TaxiIOManager
 

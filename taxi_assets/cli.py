@@ -14,8 +14,10 @@ models' validation RMSE.
 ``taxi-assets predict --pu 236 --do 239 --distance 1.98`` scores one ride with the registered
 champion model (or ``--model-uri``); ``--json rides.json`` scores the records of a file (the
 scoring server's ``{"dataframe_records": [...]}`` payload, a list of records, or one record).
-A bad request prints one error line naming the field and exits 2 (nothing is loaded); no
-champion yet exits 1 and says to run the pipeline first.
+A bad request prints one error line naming the field and exits 2 (nothing is loaded); a
+registered model whose files cannot be read exits 2 naming the model, version and file; no
+champion yet exits 1 and says to run the pipeline first. Output into a pipe closed early
+(``| head -c 10``) ends quietly with status 141, as a command ended by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from taxi_assets.settings import PROJECT_ROOT, SETTINGS, dotenv_text
+from taxi_assets.settings import exit_on_bad_settings
+
+with exit_on_bad_settings("taxi-assets"):  # a bad setting: one line naming it, exit 2, any subcommand
+    from taxi_assets.settings import PROJECT_ROOT, SETTINGS, dotenv_text
 
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 LOCATION_NAME = "taxi_assets"
@@ -37,8 +42,8 @@ def init(stream=sys.stdout) -> Path:
     """Write the embedded instance config and the project's ``.env``; returns DAGSTER_HOME."""
     from taxi_assets.instance import write_instance_yaml
 
-    home = Path(os.environ["DAGSTER_HOME"]).expanduser() if os.environ.get("DAGSTER_HOME") else SETTINGS.dagster_home
-    os.environ["DAGSTER_HOME"] = str(home)
+    home = SETTINGS.dagster_home
+    os.environ["DAGSTER_HOME"] = str(home)  # what DagsterInstance.get() and the code server read
     config = write_instance_yaml(home)
     env_file = PROJECT_ROOT / ".env"
     if not env_file.exists():
@@ -139,7 +144,7 @@ def run_pipeline(month: str, stream=sys.stdout) -> dict[str, dict]:
     months.parse(month)
     with dg.DagsterInstance.get() as instance:
         print(
-            f"Dagster instance: {os.environ['DAGSTER_HOME']}; data root: {SETTINGS.type_root}; "
+            f"Dagster instance: {SETTINGS.dagster_home}; data root: {SETTINGS.type_root}; "
             f"source: {SETTINGS.data_source}",
             file=stream,
         )
@@ -203,6 +208,7 @@ RIDE_FLAGS = {"pu": ("--pu", "PULocationID"), "do": ("--do", "DOLocationID"), "d
 
 def request_records(pu: str | None, do: str | None, distance: str | None, json_file: str | None) -> list[dict]:
     """The records a ``predict`` invocation asks for, validated (raises :class:`RequestError`)."""
+    from taxi_assets.ml.cleaning import IMPOSSIBLE_DISTANCE_MILES
     from taxi_assets.ml.features import InvalidRequestError, validate_request
     from taxi_assets.registry.serving import records_from_json_text
 
@@ -232,8 +238,8 @@ def request_records(pu: str | None, do: str | None, distance: str | None, json_f
                 f"missing {', '.join(missing)}: give --pu, --do and --distance for one ride, or --json FILE"
             )
         records = [{RIDE_FLAGS[key][1]: value for key, value in given.items()}]
-    try:
-        validate_request(records)
+    try:  # the rule the model applies, checked before anything is loaded
+        validate_request(records, IMPOSSIBLE_DISTANCE_MILES)
     except InvalidRequestError as exc:
         raise RequestError(str(exc)) from None
     return records
@@ -250,8 +256,7 @@ def predict_rides(records: list[dict], model_uri: str | None = None, tracking_ur
     from taxi_assets.registry.names import champion_uri
     from taxi_assets.registry.serving import load_model
 
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or SETTINGS.mlflow_tracking_uri
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    tracking_uri = tracking_uri or SETTINGS.mlflow_tracking_uri
     loaded = load_model(model_uri or champion_uri(SETTINGS.taxi_type), tracking_uri)
     frame = pd.DataFrame(records)
     typed = pd.DataFrame(
@@ -264,32 +269,49 @@ def predict_rides(records: list[dict], model_uri: str | None = None, tracking_ur
 
 
 def predict_command(args, stdout=None, stderr=None) -> int:
-    """``taxi-assets predict``: 0 and the minutes, 2 on a bad request, 1 when no model is there."""
+    """``taxi-assets predict``: 0 and the minutes, 2 on a bad request or a damaged model, 1 when
+    no model is there."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     from taxi_assets.ml.features import InvalidRequestError
-    from taxi_assets.registry.serving import ModelNotFoundError
+    from taxi_assets.registry.serving import ModelLoadError, ModelNotFoundError
 
     try:
         records = request_records(args.pu, args.do, args.distance, args.json_file)
         loaded, minutes = predict_rides(records, args.model_uri)
-    except (RequestError, InvalidRequestError) as exc:
+    except (RequestError, InvalidRequestError, ModelLoadError) as exc:
         print(f"taxi-assets predict: error: {getattr(exc, 'message', None) or exc}", file=stderr)
         return 2
     except ModelNotFoundError as exc:
         print(f"taxi-assets predict: error: {exc}", file=stderr)
         return 1
-    if args.output == "json":
-        version = int(loaded.version) if loaded.version else None
-        print(json.dumps({"model_uri": loaded.model_uri, "model_version": version, "predictions": minutes}), file=stdout)
-    elif args.json_file is None:
-        print(f"{minutes[0]:.2f}", file=stdout)
-    else:
-        for record, value in zip(records, minutes):
-            print(
-                f"PU {record['PULocationID']} -> DO {record['DOLocationID']}, {record['trip_distance']} mi: {value:.2f} min",
-                file=stdout,
-            )
+    try:
+        if args.output == "json":
+            version = int(loaded.version) if loaded.version else None
+            print(json.dumps({"model_uri": loaded.model_uri, "model_version": version, "predictions": minutes}), file=stdout)
+        elif args.json_file is None:
+            print(f"{minutes[0]:.2f}", file=stdout)
+        else:
+            for record, value in zip(records, minutes):
+                print(
+                    f"PU {record['PULocationID']} -> DO {record['DOLocationID']}, {record['trip_distance']} mi: {value:.2f} min",
+                    file=stdout,
+                )
+        stdout.flush()  # here, not at exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        return closed_pipe(stdout)
     return 0
+
+
+def closed_pipe(stream) -> int:
+    """The reader of ``stream`` went away (``| head``): stop quietly with the exit status of a
+    command ended by SIGPIPE (141), pointing the descriptor at /dev/null so the interpreter's
+    last flush finds nothing to complain about."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError, AttributeError):  # not a file descriptor (a test's buffer)
+        pass
+    return 141
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     predict.add_argument("--pu", metavar="ID", help="pickup TLC zone id (PULocationID, 1..265)")
     predict.add_argument("--do", metavar="ID", help="dropoff TLC zone id (DOLocationID, 1..265)")
-    predict.add_argument("--distance", metavar="MILES", help="trip distance in miles (trip_distance, >= 0)")
+    predict.add_argument("--distance", metavar="MILES", help="trip distance in miles (trip_distance, 0..100)")
     predict.add_argument(
         "--json", dest="json_file", metavar="FILE",
         help='records to score: {"dataframe_records": [...]}, a list of records, or one record',

@@ -1,42 +1,45 @@
-"""Shared fixtures. The environment is set before ``taxi_assets`` is imported, because the
-settings module reads it once at import: tests never write into the project's own data
-folder, DAGSTER_HOME or MLflow store."""
+"""Shared fixtures, and the test environment, set in :func:`pytest_configure` before any test
+module imports ``taxi_assets`` (the settings are read on first use): tests never write into
+the project's own data folder, DAGSTER_HOME or MLflow store, and the developer's ``.env``
+never reaches them. Nothing here imports ``taxi_assets`` at module level."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
+import dagster as dg
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
-_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="taxi-tests-"))
+# Variables a developer may have exported that would point tests at their own stores or budgets.
+UNSET_FOR_TESTS = ("MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_LOCATION", "TAXI_TYPE", "TAXI_TRAIN_MONTHS", "TAXI_MAX_EVALUATIONS")
 
-os.environ["TAXI_IGNORE_DOTENV"] = "1"  # the developer's .env never reaches the tests
-os.environ["TAXI_RETRY_DELAY_SECONDS"] = "1"  # transient-failure retries stay real, but quick
-os.environ["TAXI_DATA_SOURCE"] = str(SHARED_DATA)
-os.environ["TAXI_DATA_ROOT"] = str(_SESSION_ROOT / "data")
-os.environ["DAGSTER_HOME"] = str(_SESSION_ROOT / "dagster_home")
-os.environ.pop("MLFLOW_TRACKING_URI", None)
-os.environ.pop("MLFLOW_ARTIFACT_LOCATION", None)
-os.environ.pop("TAXI_TYPE", None)
-os.environ.pop("TAXI_TRAIN_MONTHS", None)
-os.environ.pop("TAXI_MAX_EVALUATIONS", None)  # tests get the budgets a user gets unless they set one
-Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 
-import dagster as dg  # noqa: E402
-import pytest  # noqa: E402
-
-from taxi_assets.defs.resources.data_source import TlcDataSource  # noqa: E402
-from taxi_assets.defs.resources.io_manager import TaxiIOManager  # noqa: E402
-from taxi_assets.defs.resources.notifier import AlertNotifier  # noqa: E402
-from taxi_assets.defs.resources.tracking import MlflowTracking  # noqa: E402
-
-if not (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
-    raise RuntimeError(
-        f"the shared TLC months are missing at {SHARED_DATA}: set TAXI_DATA_SOURCE to the folder "
-        "holding green_tripdata_2023-02..2024-02.parquet"
+def pytest_configure(config):
+    """The session's environment (each xdist worker gets its own temporary root)."""
+    settings = sys.modules.get("taxi_assets.settings")
+    if settings is not None and "SETTINGS" in vars(settings):
+        raise pytest.UsageError("taxi_assets settings were read before the test environment was set")
+    root = Path(tempfile.mkdtemp(prefix="taxi-tests-"))
+    os.environ.update(
+        TAXI_IGNORE_DOTENV="1",  # the developer's .env never reaches the tests
+        TAXI_RETRY_DELAY_SECONDS="1",  # transient-failure retries stay real, but quick
+        TAXI_DATA_SOURCE=str(SHARED_DATA),
+        TAXI_DATA_ROOT=str(root / "data"),
+        DAGSTER_HOME=str(root / "dagster_home"),
     )
+    for name in UNSET_FOR_TESTS:  # tests get the budgets and stores a user gets unless they set one
+        os.environ.pop(name, None)
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    if not (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
+        raise pytest.UsageError(
+            f"the shared TLC months are missing at {SHARED_DATA}: set TAXI_DATA_SOURCE to the folder "
+            "holding green_tripdata_2023-02..2024-02.parquet"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +48,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def io_manager(tmp_path) -> TaxiIOManager:
+def io_manager(tmp_path):
+    from taxi_assets.defs.resources.io_manager import TaxiIOManager
+
     return TaxiIOManager(data_root=str(tmp_path / "outputs"))
 
 
@@ -69,6 +74,10 @@ def mlflow_store(tmp_path) -> dict:
 @pytest.fixture
 def resources(io_manager, mlflow_store) -> dict:
     """Resources pointing at the shared real months and per-test output folders."""
+    from taxi_assets.defs.resources.data_source import TlcDataSource
+    from taxi_assets.defs.resources.notifier import AlertNotifier
+    from taxi_assets.defs.resources.tracking import MlflowTracking
+
     return {
         "io_manager": io_manager,
         "data_source": TlcDataSource(base=str(SHARED_DATA), backoff_seconds=0.01),
@@ -83,8 +92,6 @@ def _restore_mlflow_tracking_uri():
     leak its temporary store into every later test and subprocess."""
     variable = os.environ.get("MLFLOW_TRACKING_URI")
     yield
-    import sys
-
     utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
     if utils is not None:
         utils._tracking_uri = None

@@ -16,6 +16,7 @@ from taxi_assets.defs.automation.alerts import (
     run_failure_alert,
 )
 from taxi_assets.defs.resources.notifier import AlertNotifier, notifier_from_env
+from taxi_assets.settings import SettingsError, read_settings
 from taxi_assets_tests.helpers import WebhookServer, closed_port, serving, smtp_serving
 
 UI = "http://127.0.0.1:3000"
@@ -316,7 +317,7 @@ def test_unconfigured_channels_are_skipped(instance, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for name in ("ALERT_EMAIL_TO", "ALERT_WEBHOOK_URL"):
         monkeypatch.delenv(name, raising=False)
-    unconfigured = notifier_from_env()
+    unconfigured = notifier_from_env(read_settings())
     assert (unconfigured.smtp_host, unconfigured.webhook_url, unconfigured.smtp_port) == (None, None, 587)
     dg.materialize([checked_month], instance=instance, partition_key="2024-01")
 
@@ -356,7 +357,7 @@ def test_notifier_from_env_reads_env_vars_at_init(instance, smtp, webhook, monke
     monkeypatch.setenv("SMTP_USE_TLS", "false")
     monkeypatch.setenv("ALERT_EMAIL_TO", "oncall@taxi.local")
     monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.base_url + WEBHOOK_PATH)
-    configured = notifier_from_env()
+    configured = notifier_from_env(read_settings())
     # Set variables stay EnvVar references (no secret values in the UI's resource config).
     assert configured.smtp_host == dg.EnvVar("SMTP_HOST")
     assert configured.webhook_url == dg.EnvVar("ALERT_WEBHOOK_URL")
@@ -370,5 +371,5 @@ def test_notifier_from_env_reads_env_vars_at_init(instance, smtp, webhook, monke
     assert len(webhook.payloads) == 1
 
     monkeypatch.setenv("SMTP_PORT", "five-eight-seven")
-    with pytest.raises(ValueError, match="^SMTP_PORT must be a whole number, got 'five-eight-seven'$"):
-        notifier_from_env()
+    with pytest.raises(SettingsError, match="^invalid setting SMTP_PORT='five-eight-seven': expected a whole number from 1 to 65535$"):
+        read_settings()

@@ -1,5 +1,7 @@
-"""Impossible rides in the plain core: zone ids that are not TLC zones never become features, and
-impossible distances are counted by reason (``taxi_assets/ml/cleaning.py``).
+"""Impossible rides in the plain core: zone ids that are not TLC zones never become features,
+impossible distances are counted by reason, and a ride counts once: whole-row duplicates are
+dropped and counted, voided rides counted and, on request, their reversals dropped
+(``taxi_assets/ml/cleaning.py``).
 
 Real rides from the shared green months with faults injected into them, and the real months
 themselves (their reference shapes stay exact: no real month holds an invalid zone id). The
@@ -22,7 +24,8 @@ from taxi_assets_tests.helpers import data_dir
 
 BAD_ZONE_IDS = [0, -5, 300, None, 3.5]
 REFERENCE_ROWS = {"2024-01": 54_373, "2024-02": 51_497}
-NO_DROP = {"missing_values": 0, "invalid_zone_id": 0, "duration_below_min": 0, "duration_above_max": 0}
+VOIDED = {"2024-01": (181, 73), "2024-02": (172, 74)}  # (pairs in the month, reversals among kept rides)
+NO_DROP = {"duplicate_rows": 0, "missing_values": 0, "invalid_zone_id": 0, "duration_below_min": 0, "duration_above_max": 0}
 
 
 @functools.cache
@@ -36,6 +39,18 @@ def _raw_month(month: str) -> pd.DataFrame:
 
 def raw_month(month: str) -> pd.DataFrame:
     return _raw_month(month).copy(deep=True)
+
+
+@functools.cache
+def _full_raw_month(month: str) -> pd.DataFrame:
+    """Green ``month`` with every raw column, as ``cleaned_trips`` reads ``raw_trips``."""
+    path = data_dir() / f"green_tripdata_{month}.parquet"
+    normalized, _ = schema.normalize_table(pq.read_table(path), "green", path.name)
+    return normalized.to_pandas()
+
+
+def full_raw_month(month: str) -> pd.DataFrame:
+    return _full_raw_month(month).copy(deep=True)
 
 
 def good_rides(n: int = 600, month: str = "2024-01", seed: int = 3) -> pd.DataFrame:
@@ -182,3 +197,71 @@ def test_every_shared_month_is_accounted_for():
         assert report.rows_in == report.rows_out + sum(report.dropped.values()), month
         assert report.dropped["invalid_zone_id"] == 0, month
         assert report.flagged_share < 0.002, (month, report.flagged)
+
+
+# --- duplicates and voided rides -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("month", sorted(REFERENCE_ROWS))
+def test_a_month_appended_to_itself_counts_once(month):
+    """Before: every ride of a doubled file was kept twice (108,746 of 113,102 for 2024-01)."""
+    raw = full_raw_month(month)
+    expected, reference = clean_trips(raw)
+    assert reference.dropped["duplicate_rows"] == 0 and reference.duplicate_share == 0  # real months hold none
+
+    cleaned, report = clean_trips(pd.concat([raw, raw], ignore_index=True))
+
+    assert report.rows_in == 2 * len(raw)
+    assert report.dropped["duplicate_rows"] == len(raw) and report.duplicate_share == 0.5
+    assert report.rows_out == REFERENCE_ROWS[month]
+    assert {k: v for k, v in report.dropped.items() if k != "duplicate_rows"} == {
+        k: v for k, v in reference.dropped.items() if k != "duplicate_rows"
+    }
+    assert report.rows_in == report.rows_out + sum(report.dropped.values())
+    pd.testing.assert_frame_equal(cleaned, expected)  # the first copy of each ride, in order
+
+
+def test_rides_differing_in_one_column_are_not_duplicates():
+    raw = full_raw_month("2024-02")
+    copies = raw.iloc[:100].copy()
+    copies["tip_amount"] = copies["tip_amount"] + 0.01
+    _, report = clean_trips(pd.concat([raw, copies, raw.iloc[100:110]], ignore_index=True))
+    assert report.dropped["duplicate_rows"] == 10
+
+
+@pytest.mark.parametrize("month", sorted(VOIDED))
+def test_voided_rides_are_counted_and_dropped_on_request(month):
+    raw = full_raw_month(month)
+    pairs, kept_reversals = VOIDED[month]
+    reversals = cleaning.voided_reversals(raw)
+    assert reversals.sum() == pairs
+    voided = raw.loc[reversals]
+    assert ((voided["fare_amount"] < 0) | (voided["total_amount"] < 0)).all()
+    assert voided["payment_type"].isin([3, 4]).mean() > 0.95
+
+    cleaned, report = clean_trips(raw)  # the default keeps them: the course's shapes
+    assert (report.voided_pairs, report.voided_kept) == (pairs, kept_reversals)
+    assert report.rows_out == REFERENCE_ROWS[month] and "voided_reversal" not in report.dropped
+
+    dropped, dropped_report = clean_trips(raw, drop_voided=True)
+    assert dropped_report.dropped["voided_reversal"] == kept_reversals
+    assert dropped_report.rows_out == REFERENCE_ROWS[month] - kept_reversals
+    assert (dropped_report.voided_pairs, dropped_report.voided_kept) == (pairs, 0)
+    assert dropped_report.rows_in == dropped_report.rows_out + sum(dropped_report.dropped.values())
+    # every voided trip is still there once: its ride is kept, only the reversal went
+    key = cleaning.RIDE_KEY_COLUMNS
+    assert not dropped.duplicated(subset=["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "duration"]).any()
+    assert cleaned.duplicated(subset=["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "duration"]).sum() >= kept_reversals
+    assert len(voided.merge(raw.loc[~reversals, key], on=key)) == pairs
+
+
+@pytest.mark.fast
+def test_a_negative_fare_without_its_ride_is_not_a_voided_pair():
+    ride = {"pickup_datetime": pd.Timestamp("2024-01-03 10:00"), "dropoff_datetime": pd.Timestamp("2024-01-03 10:12"),
+            "PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98, "fare_amount": 12.1, "total_amount": 15.0}
+    reversal = dict(ride, fare_amount=-12.1, total_amount=-15.0)
+    elsewhere = dict(reversal, DOLocationID=238)
+    frame = pd.DataFrame([ride, reversal, elsewhere])
+    assert cleaning.voided_reversals(frame).tolist() == [False, True, False]
+    cleaned, report = clean_trips(frame, drop_voided=True)
+    assert report.voided_pairs == 1 and report.dropped["voided_reversal"] == 1 and report.rows_out == 2

@@ -21,6 +21,7 @@ import pytest
 from taxi_assets.defs.executors import dask_cluster_config, executor_from_settings
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
 from taxi_assets.ml.estimators import ESTIMATORS
+from taxi_assets.settings import SettingsError, read_settings
 from taxi_assets_tests.processes import BIN, DagsterProcess, wait_until
 
 MONTH, PREVIOUS = "2024-02", "2024-01"
@@ -214,18 +215,20 @@ def test_local_cluster_run_trains_a_booster_across_its_workers(cluster, runs, tm
 @pytest.mark.fast
 def test_dask_settings_pick_the_cluster(monkeypatch):
     monkeypatch.setenv("TAXI_DASK_ADDRESS", "tcp://127.0.0.1:8786")
-    assert dask_cluster_config() == {"existing": {"address": "tcp://127.0.0.1:8786"}}
+    assert dask_cluster_config(read_settings()) == {"existing": {"address": "tcp://127.0.0.1:8786"}}
     monkeypatch.setenv("TAXI_DASK_ADDRESS", "127.0.0.1:8786")
-    with pytest.raises(ValueError, match="TAXI_DASK_ADDRESS must be a scheduler address like tcp://"):
-        dask_cluster_config()
+    with pytest.raises(SettingsError, match=r"^invalid setting TAXI_DASK_ADDRESS='127.0.0.1:8786': expected a scheduler address like tcp://"):
+        read_settings()
     monkeypatch.delenv("TAXI_DASK_ADDRESS")
     monkeypatch.setenv("TAXI_DASK_WORKERS", "2")
     monkeypatch.delenv("TAXI_MAX_THREADS", raising=False)
-    local = dask_cluster_config()["local"]
+    local = dask_cluster_config(read_settings())["local"]
     assert local["n_workers"] == 2 and local["host"] == "127.0.0.1"
     assert local["env"] == {"TAXI_MAX_THREADS": str(max(1, len(os.sched_getaffinity(0)) // 2))}
+    monkeypatch.setenv("TAXI_MAX_THREADS", "1")
+    assert dask_cluster_config(read_settings())["local"]["env"] == {"TAXI_MAX_THREADS": "1"}
     monkeypatch.setenv("TAXI_EXECUTOR", "dask")
-    assert executor_from_settings().name == "dask"
+    assert executor_from_settings(read_settings()).name == "dask"
     monkeypatch.setenv("TAXI_EXECUTOR", "spark")
-    with pytest.raises(ValueError, match="TAXI_EXECUTOR must be one of multiprocess, in_process, dask, k8s, celery_k8s"):
-        executor_from_settings()
+    with pytest.raises(SettingsError, match="^invalid setting TAXI_EXECUTOR='spark': expected multiprocess, in_process, dask, k8s or celery_k8s$"):
+        read_settings()

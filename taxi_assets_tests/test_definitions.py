@@ -95,14 +95,12 @@ def test_cli_materializes_a_real_month(tmp_path, shared_data):
 def test_max_evaluations_setting_caps_each_models_default(monkeypatch):
     """TAXI_MAX_EVALUATIONS lowers the default budget of every model above it (what automation
     launches with), leaves smaller defaults alone, and run config still sets any value."""
-    import dataclasses
-
     from taxi_assets.defs.models import assets
 
     defaults = {name: assets._config_class(spec)().max_evaluations for name, spec in ESTIMATORS.items()}
     assert defaults == {name: spec.max_evaluations for name, spec in ESTIMATORS.items()}
     assert defaults["lightgbm"] == 8 and defaults["lasso"] == 8
-    monkeypatch.setattr(assets, "SETTINGS", dataclasses.replace(assets.SETTINGS, max_evaluations=2))
+    monkeypatch.setattr(assets, "SETTINGS", assets.SETTINGS.model_copy(update={"max_evaluations": 2}))
     capped = {name: assets._config_class(spec)().max_evaluations for name, spec in ESTIMATORS.items()}
     assert capped == {name: min(2, spec.max_evaluations) for name, spec in ESTIMATORS.items()}
     assert assets._config_class(ESTIMATORS["lightgbm"])(max_evaluations=20).max_evaluations == 20
@@ -110,13 +108,18 @@ def test_max_evaluations_setting_caps_each_models_default(monkeypatch):
 
 @pytest.mark.fast
 def test_step_start_method_setting(monkeypatch):
-    from taxi_assets.defs.executors import PRELOADED_MODULES, step_start_method
+    from taxi_assets.defs.executors import PRELOADED_MODULES, multiprocess_config, step_start_method
+    from taxi_assets.settings import SettingsError, read_settings
 
     monkeypatch.delenv("TAXI_STEP_START_METHOD", raising=False)
-    assert step_start_method() == {"forkserver": {"preload_modules": list(PRELOADED_MODULES)}}
+    assert step_start_method(read_settings()) == {"forkserver": {"preload_modules": list(PRELOADED_MODULES)}}
     assert "taxi_assets.definitions" in PRELOADED_MODULES
-    monkeypatch.setenv("TAXI_STEP_START_METHOD", "spawn")
-    assert step_start_method() == {"spawn": {}}
+    monkeypatch.setenv("TAXI_STEP_START_METHOD", " Spawn ")
+    assert step_start_method(read_settings()) == {"spawn": {}}
+    monkeypatch.setenv("TAXI_MAX_CONCURRENT_STEPS", "3")
+    monkeypatch.setenv("TAXI_MAX_CONCURRENT_MODEL_STEPS", "2")
+    config = multiprocess_config(read_settings())
+    assert (config["max_concurrent"], config["tag_concurrency_limits"][0]["limit"], config["start_method"]) == (3, 2, {"spawn": {}})
     monkeypatch.setenv("TAXI_STEP_START_METHOD", "fork")
-    with pytest.raises(ValueError, match=r"^TAXI_STEP_START_METHOD must be forkserver or spawn, got 'fork'$"):
-        step_start_method()
+    with pytest.raises(SettingsError, match=r"^invalid setting TAXI_STEP_START_METHOD='fork': expected forkserver or spawn$"):
+        read_settings()

@@ -21,7 +21,6 @@ from taxi_assets.ml.representation import (
     CompactFeatures,
     OneHotFeatures,
     distance_clip,
-    extended_features_enabled,
     fit_representation,
 )
 
@@ -267,24 +266,21 @@ def test_predictors_pickled_before_feature_steps_still_load(ts):
     np.testing.assert_allclose(loaded.predict(ride), expected, rtol=1e-12)
 
 
-def test_extended_setting_reads_booleans(monkeypatch):
-    for raw, expected in (("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True), (" yes ", True)):
-        monkeypatch.setenv("TAXI_EXTENDED_FEATURES", raw)
-        assert extended_features_enabled() is expected
-    monkeypatch.setenv("TAXI_EXTENDED_FEATURES", "maybe")
-    with pytest.raises(ValueError, match=r"^TAXI_EXTENDED_FEATURES must be true or false \(1/0, yes/no, on/off\), got 'maybe'$"):
-        extended_features_enabled()
-
-
-def test_the_ml_core_and_the_boosters_load_without_dagster():
+def test_the_ml_core_and_the_boosters_load_without_dagster_after_the_settings():
+    """The settings load without Dagster and export OMP_WAIT_POLICY=PASSIVE before the
+    boosters' OpenMP runtimes start (the code location reads them first); a value set wins."""
     code = (
-        "import sys; import taxi_assets.ml.representation, taxi_assets.ml.tuning, taxi_assets.ml.leaderboard, "
-        "taxi_assets.ml.explain, taxi_assets.ml.predictor, lightgbm, xgboost; import os; "
-        "assert 'dagster' not in sys.modules, 'dagster imported'; print(os.environ['OMP_WAIT_POLICY'])"
+        "import sys; from taxi_assets.settings import SETTINGS; import taxi_assets.ml.representation, "
+        "taxi_assets.ml.tuning, taxi_assets.ml.leaderboard, taxi_assets.ml.explain, taxi_assets.ml.predictor, "
+        "lightgbm, xgboost; import os; assert 'dagster' not in sys.modules, 'dagster imported'; "
+        "print(os.environ['OMP_WAIT_POLICY'])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"})  # fmt: skip
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "OMP_WAIT_POLICY": "active"})  # fmt: skip
+    assert out.stdout.strip() == "ACTIVE"
 
 
 @pytest.mark.fast

@@ -106,11 +106,16 @@ def test_clean_trips_counts_each_drop_reason():
             "PULocationID": np.array([1, 7, 7, 12, 3, 4], dtype=np.int32),
             "DOLocationID": np.array([2, 8, 8, 130, 4, 5], dtype=np.int32),
             "trip_distance": [0.1, 0.5, 9.0, 20.0, 30.0, 1.0],
+            "fare_amount": [3.0, 5.0, 30.0, 60.0, 80.0, 7.0],
+            "total_amount": [4.0, 6.0, 35.0, 70.0, 90.0, 8.0],
         }
     )
     cleaned, report = cleaning.clean_trips(raw)
     assert report.rows_in == 6 and report.rows_out == 3
-    assert report.dropped == {"missing_values": 1, "duration_below_min": 1, "duration_above_max": 1, "invalid_zone_id": 0}
+    assert report.dropped == {
+        "duplicate_rows": 0, "missing_values": 1, "duration_below_min": 1, "duration_above_max": 1, "invalid_zone_id": 0,
+    }  # fmt: skip
+    assert (report.voided_pairs, report.voided_kept) == (0, 0)
     assert cleaned["duration"].tolist() == [1.0, 30.0, 60.0]
     assert cleaned["PU_DO"].astype(str).tolist() == ["7_8", "7_8", "12_130"]
     assert list(cleaned.columns) == cleaning.CLEANED_COLUMNS
@@ -175,24 +180,6 @@ def test_validate_request_checks_every_field():
     for records, message in cases:
         with pytest.raises(InvalidRequestError, match=message):
             validate_request(records)
-
-
-def test_env_numbers_name_the_variable(monkeypatch):
-    from taxi_assets.io.env import env_number
-
-    monkeypatch.setenv("TAXI_TRAIN_MONTHS", "two")
-    with pytest.raises(ValueError, match=r"^TAXI_TRAIN_MONTHS must be a whole number, got 'two'$"):
-        env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1)
-    monkeypatch.setenv("TAXI_TRAIN_MONTHS", "0")
-    with pytest.raises(ValueError, match=r"^TAXI_TRAIN_MONTHS must be at least 1, got 0$"):
-        env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1)
-    monkeypatch.setenv("TAXI_CHAMPION_TOLERANCE", "-0.5")
-    with pytest.raises(ValueError, match=r"^TAXI_CHAMPION_TOLERANCE must not be negative, got -0.5$"):
-        env_number("TAXI_CHAMPION_TOLERANCE", 0.0, float, minimum=0)
-    monkeypatch.setenv("TAXI_TRAIN_MONTHS", " 12 ")
-    assert env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1) == 12
-    monkeypatch.delenv("TAXI_TRAIN_MONTHS")
-    assert env_number("TAXI_TRAIN_MONTHS", 1, int, minimum=1) == 1
 
 
 def test_requests_come_as_records_one_record_or_columns():

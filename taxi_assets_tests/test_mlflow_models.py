@@ -357,18 +357,22 @@ def test_tracking_server_down_fails_fast_naming_the_uri(reference_training_set, 
     assert "trial 1" not in text  # nothing was trained
 
 
-def test_a_hanging_tracking_server_is_a_timeout(reference_training_set, tmp_path):  # noqa: F811
+def test_a_hanging_tracking_server_is_a_timeout(reference_training_set, tmp_path, monkeypatch):  # noqa: F811
     """A server that accepts connections and never answers: bounded by the resource's request
     timeout and retries (MLflow's defaults would wait 120 s per request, seven times)."""
     import socket
     import time
+
+    from taxi_assets.defs.resources.tracking import MlflowTracking
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)  # accepts (kernel backlog) but never answers
     uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
-        store = TrackingStore(uri, EXPERIMENT, None, request_timeout=2, max_retries=0)
+        for variable in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+            monkeypatch.delenv(variable, raising=False)  # restored after the test: the resource writes them
+        store = MlflowTracking(tracking_uri=uri, experiment_name=EXPERIMENT, request_timeout_seconds=2, max_retries=0).store()
         started = time.monotonic()
         with pytest.raises(Exception) as caught:
             store.check_reachable()

@@ -80,6 +80,24 @@ def test_server_predicts_like_the_in_process_predictor(champion, server, client)
     assert client.predict([dict(GOOD, PULocationID=236.0, DOLocationID=239.0)]) == pytest.approx([expected[0]], abs=1e-9)
 
 
+def test_zone_ids_and_distances_as_text_are_the_numbers_they_spell(champion, client):  # noqa: F811
+    """Decided: "236" is zone 236 (the CLI passes its flags as text; JSON from CSV quotes
+    numbers), judged like the number; text spelling no number, or a number that is no zone, is
+    refused. The same over HTTP, in Python and in the CLI (test_cli_prints_the_champions_minutes)."""
+    expected = champion.predictor.predict(pd.DataFrame([GOOD])).tolist()
+    as_text = {"PULocationID": "236", "DOLocationID": "239", "trip_distance": "1.98"}
+    assert client.predict([as_text]) == pytest.approx(expected, abs=1e-9)
+    assert champion.predictor.predict([as_text]).tolist() == pytest.approx(expected, abs=1e-12)
+    response = client.post([dict(as_text, PULocationID="236.5")])
+    assert response.status_code == 400
+    assert response.json()["message"].endswith(
+        "Error: field 'PULocationID' must be a TLC zone id between 1 and 265, got '236.5' in record 0"
+    )
+    response = client.post([dict(as_text, DOLocationID="two hundred")])
+    assert response.status_code == 400
+    assert response.json()["message"].endswith("Error: field 'DOLocationID' must be a finite number, got 'two hundred' in record 0")
+
+
 def test_server_takes_every_json_layout_of_mlflow(champion, client):  # noqa: F811
     rides = EXAMPLE_RECORDS + random_rides(6, seed=5)
     expected = champion.predictor.predict(pd.DataFrame(rides))
@@ -121,6 +139,16 @@ BAD_REQUESTS = {
         [GOOD, dict(GOOD, trip_distance=-1.0)],
         "INVALID_PARAMETER_VALUE",
         "Error: field 'trip_distance' must not be negative, got -1.0 in record 1",
+    ),
+    "impossible distance": (  # before: 1e308 miles scored "17.74 min"
+        [GOOD, dict(GOOD, trip_distance=1e308)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'trip_distance' must be at most 100 miles (the models know rides of at most 60 minutes; farther would be over 100 mph), got 1e+308 in record 1",
+    ),
+    "just over the bound": (
+        [dict(GOOD, trip_distance=100.01)],
+        "INVALID_PARAMETER_VALUE",
+        "Error: field 'trip_distance' must be at most 100 miles (the models know rides of at most 60 minutes; farther would be over 100 mph), got 100.01 in record 0",
     ),
     "non-numeric zone": (
         [dict(GOOD, PULocationID="abc")],
@@ -327,6 +355,7 @@ def test_pyfunc_model_rejects_booleans_and_nested_values(champion):  # noqa: F81
         model = mlflow.pyfunc.load_model(champion.model_uri)
     for records, message in (
         ([dict(GOOD, PULocationID=True)], "field 'PULocationID' must be a number, not a boolean: got True in record 0"),
+        ([dict(GOOD, trip_distance=1e308)], "field 'trip_distance' must be at most 100 miles (the models know rides of at most 60 minutes; farther would be over 100 mph), got 1e+308 in record 0"),
         (pd.DataFrame([dict(GOOD, trip_distance=True)]), "field 'trip_distance' must be a number, not a boolean: got True in record 0"),
         ([dict(GOOD, DOLocationID=nested(5000, "object"))], "field 'DOLocationID' holds a nested object in record 0: each field of a ride is one plain value"),
         ([[236, 239, 1.98]], "expected ride records {PULocationID, DOLocationID, trip_distance} (a list of objects, one object, or columns of values), got a list of lists"),
@@ -348,7 +377,10 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def champion_env(champion, monkeypatch):  # noqa: F811
+    """The champion's store as MLFLOW_TRACKING_URI: in the environment (subprocesses read it)
+    and in the CLI's settings (read once per process, before this test set it)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)
+    monkeypatch.setattr(cli, "SETTINGS", cli.SETTINGS.model_copy(update={"mlflow_tracking_uri": champion.tracking_uri}))
     return champion
 
 
@@ -388,6 +420,7 @@ CLI_BAD = {
     "unknown zone": (["--pu", "236", "--do", "266", "--distance", "1"], "field 'DOLocationID' must be a TLC zone id between 1 and 265, got '266' in record 0"),
     "fractional zone": (["--pu", "236.5", "--do", "239", "--distance", "1"], "field 'PULocationID' must be a TLC zone id between 1 and 265, got '236.5' in record 0"),
     "infinite distance": (["--pu", "236", "--do", "239", "--distance", "inf"], "field 'trip_distance' must be a finite number, got 'inf' in record 0"),
+    "impossible distance": (["--pu", "236", "--do", "239", "--distance", "1e308"], "field 'trip_distance' must be at most 100 miles (the models know rides of at most 60 minutes; farther would be over 100 mph), got '1e308' in record 0"),
 }  # fmt: skip
 
 
@@ -443,7 +476,7 @@ def test_cli_without_a_champion_says_to_run_the_pipeline(champion_env, capsys, m
     )
     # no store at all: nothing is created, the message names the missing file
     absent = tmp_path / "nowhere" / "mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{absent}")
+    monkeypatch.setattr(cli, "SETTINGS", cli.SETTINGS.model_copy(update={"mlflow_tracking_uri": f"sqlite:///{absent}"}))
     code, out, err = run_cli(capsys, "--pu", "1", "--do", "2", "--distance", "3")
     assert (code, out) == (1, "")
     assert err.startswith(f"taxi-assets predict: error: no MLflow store at {absent} ")
@@ -468,6 +501,30 @@ def test_installed_command_scores_and_fails_without_traceback(champion_env, tmp_
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "taxi-assets predict: error: field 'trip_distance' must not be negative, got -0.5 in record 0\n"
+
+
+def test_output_into_a_closed_pipe_ends_quietly(champion_env, tmp_path):  # noqa: F811
+    """Before: ``taxi-assets predict ... | head`` ended in a ``BrokenPipeError`` traceback."""
+    command = Path(sys.executable).parent / "taxi-assets"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=champion_env.tracking_uri)
+    # a pipe whose reader is gone before anything is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [str(command), "predict", "--pu", "236", "--do", "239", "--distance", "1.98", "--output", "json"],
+            env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+    # `| head -c 10` in a shell, with more output than the pipe holds (20,000 rides, about 900 KB)
+    rides = tmp_path / "rides.json"
+    rides.write_text(json.dumps(random_rides(20_000, seed=3)))
+    script = f"'{command}' predict --json '{rides}' | head -c 10; echo \"status=${{PIPESTATUS[0]}}\" >&2"
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.stdout.startswith("PU ") and len(done.stdout) == 10
+    assert done.stderr == "status=141\n"
 
 
 def test_cli_parser_documents_the_predict_flags(capsys):

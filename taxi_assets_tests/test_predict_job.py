@@ -81,6 +81,7 @@ def test_predict_job_with_an_explicit_model_version(champion):  # noqa: F811
         ([dict(EXAMPLE_RECORDS[0], PULocationID=300)], "predict: bad request: field 'PULocationID' must be a TLC zone id between 1 and 265, got 300 in record 0"),
         ([dict(EXAMPLE_RECORDS[0], DOLocationID=0)], "predict: bad request: field 'DOLocationID' must be a TLC zone id between 1 and 265, got 0 in record 0"),
         ([], "predict: bad request: no records to score: send at least one {PULocationID, DOLocationID, trip_distance}"),
+        ([dict(EXAMPLE_RECORDS[0], trip_distance=1e308)], "predict: bad request: field 'trip_distance' must be at most 100 miles (the models know rides of at most 60 minutes; farther would be over 100 mph), got 1e+308 in record 0"),
     ],
 )  # fmt: skip
 def test_bad_requests_fail_the_run_with_the_validation_message(champion, records, message):  # noqa: F811

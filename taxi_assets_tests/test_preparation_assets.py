@@ -95,6 +95,7 @@ def test_raw_and_cleaned_metadata(resources, instance, shared_data):
     assert len(profile) == 20  # one row per normalized column
     assert profile["ehail_fee"]["missing"] == 56_551  # every ehail_fee is missing
     assert profile["trip_distance"]["max"] == "201421.68"
+    assert raw["duplicate_rows"] == 0 and raw["voided_pairs"] == 181
     for name in ("pickups_per_day", "trip_distance_histogram"):
         assert raw[name].startswith("![raw_trips 2024-01 ") and "data:image/png;base64," in raw[name]
         png = Path(raw["report_dir"]) / f"{name}.png"
@@ -106,10 +107,17 @@ def test_raw_and_cleaned_metadata(resources, instance, shared_data):
     assert 1 <= cleaned["duration_p50"] <= 60 and cleaned["duration_max"] <= 60
     assert cleaned["dagster/row_count"] == 54_373
     assert cleaned["impossible_distance_over_100_miles"] == 42 and cleaned["dropped_invalid_zone_id"] == 0
+    assert cleaned["dropped_duplicate_rows"] == 0 and cleaned["duplicate_share"] == 0
+    assert cleaned["voided_pairs"] == 181 and cleaned["voided_reversals_kept"] == 73
+    assert "dropped_voided_reversal" not in cleaned
     assert checks(result) == {
         "schema_matches": True, "pickups_in_month": True, "has_rides": True, "duration_within_bounds": True,
-        "distances_plausible": True,
+        "distances_plausible": True, "no_duplicate_rides": True,
     }
+    config = {"ops": {"cleaned_trips": {"config": {"drop_voided_rides": True}}}}
+    dropped = meta(materialize(["cleaned_trips"], "2024-01", resources, instance, run_config=config), "cleaned_trips")
+    assert dropped["dropped_voided_reversal"] == 73 and dropped["voided_reversals_kept"] == 0
+    assert dropped["rows_out"] == 54_373 - 73 and dropped["voided_pairs"] == 181
 
 
 def test_cleaning_bounds_are_run_config(resources, instance):
@@ -272,7 +280,11 @@ def _raw_month_with(shared_data, tmp_path, month: str, change) -> Path:
 
 @pytest.mark.parametrize(
     "case, check",
-    [("dropoffs_before_pickups", "has_rides"), ("huge_distances", "distances_plausible")],
+    [
+        ("dropoffs_before_pickups", "has_rides"),
+        ("huge_distances", "distances_plausible"),
+        ("appended_to_itself", "no_duplicate_rides"),
+    ],
 )
 def test_cleaned_trips_blocking_checks_judge_before_writing(case, check, resources, instance, io_manager, tmp_path, shared_data):
     """Before: a month where every dropoff precedes its pickup wrote a 0-row file over the good
@@ -286,6 +298,8 @@ def test_cleaned_trips_blocking_checks_judge_before_writing(case, check, resourc
     count = len(instance.fetch_materializations(CLEANED, limit=10).records)
 
     def change(table: pa.Table) -> pa.Table:
+        if case == "appended_to_itself":  # before: "kept 108,746 of 113,102", the month weighed double
+            return pa.concat_tables([table, table])
         if case == "dropoffs_before_pickups":
             pickup = table.column("lpep_pickup_datetime")
             earlier = pa.compute.subtract(pickup, pa.scalar(60_000_000, pa.duration("us")))
@@ -305,6 +319,8 @@ def test_cleaned_trips_blocking_checks_judge_before_writing(case, check, resourc
     assert sha(good) == before
     assert result.asset_materializations_for_node("cleaned_trips") == []
     assert len(instance.fetch_materializations(CLEANED, limit=10).records) == count
+    if case == "appended_to_itself":
+        assert "no_duplicate_rides (duplicate_share=0.5, threshold=0.01, duplicate_rows=56551)" in message
     if case == "huge_distances":
         assert "impossible_share=0.02" in message and "main_reason=over_100_miles" in message
         # a run-config bound drops them instead, for users who want that

@@ -183,3 +183,36 @@ def test_records_from_json_text_refuses_deep_nesting():
     # records that parse come back as they are: validate_request then names the bad field
     records = records_from_json_text(json.dumps([dict(GOOD, PULocationID=True)]))
     assert rejected(records) == "field 'PULocationID' must be a number, not a boolean: got True in record 0"
+
+
+# --- the distance bound of requests ------------------------------------------------------------
+
+FAR = "must be at most 100 miles (the models know rides of at most 60 minutes; farther would be over 100 mph)"
+
+
+def test_requests_farther_than_100_miles_are_refused_naming_field_and_record():
+    """Before: 1e308 miles scored "17.74 min" (the models clip distances at their training p99.9)."""
+    from taxi_assets.ml.cleaning import IMPOSSIBLE_DISTANCE_MILES
+
+    assert IMPOSSIBLE_DISTANCE_MILES == 100
+    for value, shown in ((1e308, "1e+308"), ("1e308", "'1e308'"), (100.01, "100.01"), (201421.68, "201421.68")):
+        with pytest.raises(InvalidRequestError) as caught:
+            validate_request([GOOD, dict(GOOD, trip_distance=value)], max_distance_miles=IMPOSSIBLE_DISTANCE_MILES)
+        assert str(caught.value) == f"field 'trip_distance' {FAR}, got {shown} in record 1"
+    bounded = validate_request([dict(GOOD, trip_distance=100), dict(GOOD, trip_distance="99.5")], IMPOSSIBLE_DISTANCE_MILES)
+    assert bounded["trip_distance"].tolist() == [100.0, 99.5]
+    # batch scoring of cleaned rides passes no bound: the course keeps 25-42 such rides a month
+    assert validate_request([dict(GOOD, trip_distance=201421.68)])["trip_distance"].tolist() == [201421.68]
+
+
+def test_numbers_as_text_are_read_as_the_numbers_they_spell():
+    values = validate_request([{"PULocationID": "236", "DOLocationID": " 239 ", "trip_distance": "1.98"}])
+    assert (values["PULocationID"].tolist(), values["DOLocationID"].tolist(), values["trip_distance"].tolist()) == (
+        [236], [239], [1.98]
+    )
+    assert values["PULocationID"].dtype == np.int64
+    assert rejected([dict(GOOD, PULocationID="236.5")]) == (
+        "field 'PULocationID' must be a TLC zone id between 1 and 265, got '236.5' in record 0"
+    )
+    assert rejected([dict(GOOD, DOLocationID="0x10")]) == "field 'DOLocationID' must be a finite number, got '0x10' in record 0"
+    assert rejected([dict(GOOD, trip_distance="")]) == "field 'trip_distance' must be a finite number, got '' in record 0"

@@ -22,7 +22,7 @@ Dask (``dagster-dask`` 0.29)
 ----------------------------
 ``dask_executor`` takes its own config, ``cluster: {existing: {address: ...}}`` or
 ``cluster: {local: {...LocalCluster kwargs}}``; it is bound here with ``.configured`` from the
-environment, so the run config of a Dask run is the same as of any other run (ops, resources).
+settings, so the run config of a Dask run is the same as of any other run (ops, resources).
 The executor submits every step of the run to the cluster up front as one Dask task
 (``dagster_dask.executor.query_on_dask_worker``), chained on its upstream steps' futures; the
 task rebuilds the job in the worker process (``ReconstructableJob``: the worker imports
@@ -54,10 +54,10 @@ import os
 
 import dagster as dg
 
+from taxi_assets.settings import SETTINGS, Settings
+
 # Op tag on every model-training step (see taxi_assets.assets.models).
 MODEL_STEP_TAG = ("taxi/step", "model-training")
-
-EXECUTORS = ("multiprocess", "in_process", "dask", "k8s", "celery_k8s")
 
 # What every step imports anyway. Importing a library starts none of its threads (OpenMP pools
 # start at the first parallel region), so forking from a process that imported them is safe.
@@ -85,21 +85,8 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _positive(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, got {raw!r}")
-    return value
-
-
-def dask_cluster_config() -> dict:
-    """The ``cluster`` config of ``dagster_dask.dask_executor`` from the environment.
+def dask_cluster_config(settings: Settings = SETTINGS) -> dict:
+    """The ``cluster`` config of ``dagster_dask.dask_executor`` from the settings.
 
     ``TAXI_DASK_ADDRESS`` set: ``{"existing": {"address": ...}}`` (the scheduler's workers must
     run with the same settings, ``TAXI_DATA_ROOT`` & co., and see the same data root).
@@ -109,27 +96,23 @@ def dask_cluster_config() -> dict:
     two model fits side by side never oversubscribe the cores, on 127.0.0.1 with the dashboard
     on a free port.
     """
-    address = os.environ.get("TAXI_DASK_ADDRESS", "").strip()
-    if address:
-        if "://" not in address:
-            raise ValueError(f"TAXI_DASK_ADDRESS must be a scheduler address like tcp://10.0.0.5:8786, got {address!r}")
-        return {"existing": {"address": address}}
-    workers = _positive("TAXI_DASK_WORKERS", 2)
-    threads = max(1, _cores() // workers)
-    if os.environ.get("TAXI_MAX_THREADS", "").strip():
-        threads = min(threads, _positive("TAXI_MAX_THREADS", threads))
+    if settings.dask_address:
+        return {"existing": {"address": settings.dask_address}}
+    threads = max(1, _cores() // settings.dask_workers)
+    if settings.max_threads:
+        threads = min(threads, settings.max_threads)
     return {
         "local": {
-            "n_workers": workers,
+            "n_workers": settings.dask_workers,
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": ":0",
-            "env": {"TAXI_MAX_THREADS": str(threads)},
+            "env": {"TAXI_MAX_THREADS": str(threads)},  # the workers' own settings
         }
     }
 
 
-def step_start_method() -> dict:
+def step_start_method(settings: Settings = SETTINGS) -> dict:
     """How the multiprocess executor starts a step process (``TAXI_STEP_START_METHOD``).
 
     ``forkserver`` (default): a forkserver that has imported the code location and the ML
@@ -138,29 +121,27 @@ def step_start_method() -> dict:
     ``benchmarks/executors.py --part start``). ``spawn``: Dagster's default, a fresh
     interpreter per step (for code that must not be forked).
     """
-    method = os.environ.get("TAXI_STEP_START_METHOD", "forkserver").strip().lower()
-    if method == "forkserver":
+    if settings.step_start_method == "forkserver":
         return {"forkserver": {"preload_modules": list(PRELOADED_MODULES)}}
-    if method == "spawn":
-        return {"spawn": {}}
-    raise ValueError(f"TAXI_STEP_START_METHOD must be forkserver or spawn, got {method!r}")
+    return {"spawn": {}}
 
 
-def executor_from_settings() -> dg.ExecutorDefinition:
-    kind = os.environ.get("TAXI_EXECUTOR", "multiprocess").strip().lower()
+def multiprocess_config(settings: Settings = SETTINGS) -> dict:
+    """The multiprocess executor's config. Model steps use every core themselves (n_jobs /
+    nthread): one at a time by default, so two threaded fits never fight over the same cores;
+    TAXI_MAX_CONCURRENT_MODEL_STEPS=k with TAXI_MAX_THREADS=cores/k runs k fits side by side."""
+    limit = {"key": MODEL_STEP_TAG[0], "value": MODEL_STEP_TAG[1], "limit": settings.max_concurrent_model_steps}
+    return {
+        "max_concurrent": settings.max_concurrent_steps,
+        "tag_concurrency_limits": [limit],
+        "start_method": step_start_method(settings),
+    }
+
+
+def executor_from_settings(settings: Settings = SETTINGS) -> dg.ExecutorDefinition:
+    kind = settings.executor
     if kind == "multiprocess":
-        steps = int(os.environ.get("TAXI_MAX_CONCURRENT_STEPS", "2"))
-        # Model steps use every core themselves (n_jobs / nthread): one at a time by default, so
-        # two threaded fits never fight over the same cores. TAXI_MAX_CONCURRENT_MODEL_STEPS=k
-        # with TAXI_MAX_THREADS=cores/k runs k single-purpose fits side by side instead.
-        models = _positive("TAXI_MAX_CONCURRENT_MODEL_STEPS", 1)
-        return dg.multiprocess_executor.configured(
-            {
-                "max_concurrent": steps,
-                "tag_concurrency_limits": [{"key": MODEL_STEP_TAG[0], "value": MODEL_STEP_TAG[1], "limit": models}],
-                "start_method": step_start_method(),
-            }
-        )
+        return dg.multiprocess_executor.configured(multiprocess_config(settings))
     if kind == "in_process":
         return dg.in_process_executor
     if kind == "dask":
@@ -168,19 +149,15 @@ def executor_from_settings() -> dg.ExecutorDefinition:
             import dagster_dask  # noqa: F401
         except ImportError as exc:
             raise RuntimeError('TAXI_EXECUTOR=dask needs the dagster-dask package: pip install -e ".[dask]"') from exc
-        return _dask_executor().configured({"cluster": dask_cluster_config()}, name="dask")
-    if kind in ("k8s", "celery_k8s"):
-        module, name = (
-            ("dagster_k8s", "k8s_job_executor") if kind == "k8s" else ("dagster_celery_k8s", "celery_k8s_job_executor")
-        )
-        try:
-            imported = __import__(module)
-        except ImportError as exc:
-            raise RuntimeError(
-                f"TAXI_EXECUTOR={kind} needs the {module.replace('_', '-')} package: pip install -e \".[k8s]\""
-            ) from exc
-        return getattr(imported, name)
-    raise ValueError(f"TAXI_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+        return _dask_executor().configured({"cluster": dask_cluster_config(settings)}, name="dask")
+    module, name = ("dagster_k8s", "k8s_job_executor") if kind == "k8s" else ("dagster_celery_k8s", "celery_k8s_job_executor")
+    try:
+        imported = __import__(module)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"TAXI_EXECUTOR={kind} needs the {module.replace('_', '-')} package: pip install -e \".[k8s]\""
+        ) from exc
+    return getattr(imported, name)
 
 
 class _Sealed:

@@ -9,11 +9,12 @@ A data root (``TAXI_DATA_ROOT``) is either a local path (``/srv/taxi``, ``~/data
 report writer build keys the same way for both. The filesystem's package must be installed:
 ``s3fs`` for ``s3://`` (the ``s3`` extra), ``gcsfs`` for ``gs://``, ``adlfs`` for ``az://``.
 
-S3 credentials and endpoint come from the standard AWS variables (``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``, instance or pod
-roles); an S3-compatible server (MinIO, Ceph RGW, Cloudflare R2, moto) is reached through
-``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, or MLflow's ``MLFLOW_S3_ENDPOINT_URL`` when
-neither is set, so the outputs and MLflow's artifacts use one endpoint.
+S3 credentials and endpoint are botocore's own (read by s3fs in every process): the standard AWS
+variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_DEFAULT_REGION``, instance or pod roles); an S3-compatible server (MinIO, Ceph RGW,
+Cloudflare R2, moto) is reached through ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, which
+the settings fill from MLflow's ``MLFLOW_S3_ENDPOINT_URL`` when neither is set, so the outputs
+and MLflow's artifacts use one endpoint.
 
 Atomic publication (:func:`atomic_target`)
 ------------------------------------------
@@ -69,20 +70,6 @@ def is_remote(path: Any) -> bool:
     return not isinstance(path, Path)
 
 
-def storage_options(url: str) -> dict[str, Any]:
-    """fsspec options for ``url``: the S3 endpoint of an S3-compatible server (see above)."""
-    protocol = url.split("://", 1)[0].lower()
-    if protocol in ("s3", "s3a"):
-        endpoint = (
-            os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-        )
-        if endpoint:
-            return {"client_kwargs": {"endpoint_url": endpoint}}
-    return {}
-
-
 def as_path(location: str | os.PathLike) -> StoragePath:
     """A data root (or any output location) as a path: ``Path`` for local folders (``~``
     expanded, made absolute), ``UPath`` for object-store URLs (not resolved: there is nothing
@@ -96,7 +83,7 @@ def as_path(location: str | os.PathLike) -> StoragePath:
         return Path(text).expanduser().resolve()
     from upath import UPath
 
-    return UPath(text.rstrip("/"), **storage_options(text))
+    return UPath(text.rstrip("/"))
 
 
 def uri(path: StoragePath) -> str:

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-CLEAN_INPUT_COLUMNS = ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+# What a ride is (a voided ride and its reversal share these) and the money columns that tell a
+# reversal from its ride. Cleaning needs these; whole-row duplicates are judged on every column
+# it is given (``cleaned_trips`` passes every raw column).
+RIDE_KEY_COLUMNS = ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+MONEY_COLUMNS = ["fare_amount", "total_amount"]
+CLEAN_INPUT_COLUMNS = RIDE_KEY_COLUMNS + MONEY_COLUMNS
 CLEANED_COLUMNS = ["pickup_datetime", "PULocationID", "DOLocationID", "PU_DO", "trip_distance", "duration"]
 
 # NYC TLC taxi zones are numbered 1..265 (264 and 265 are "unknown"/"outside NYC").
@@ -22,6 +27,8 @@ MIN_LOCATION_ID = 1
 MAX_LOCATION_ID = 265
 
 # A ride of at most an hour cannot cover more than this (NYC's fastest roads allow 65 mph).
+# Serving refuses longer distances too (``ml/features.py``): the models only know rides of at
+# most 60 minutes, and over 100 miles in 60 minutes is over 100 mph.
 IMPOSSIBLE_SPEED_MPH = 100.0
 IMPOSSIBLE_DISTANCE_MILES = 100.0
 
@@ -31,6 +38,10 @@ class CleaningReport:
     rows_in: int
     rows_out: int
     dropped: dict[str, int] = field(default_factory=dict)
+    # Voided rides: reversals found in the month (each cancels a ride with the same key), and
+    # how many of them are among the kept rides (0 when they are dropped).
+    voided_pairs: int = 0
+    voided_kept: int = 0
     # Kept rides whose distance is impossible for their duration, by reason (the course keeps
     # them; the models clip distances themselves, and a month with too many fails a check).
     flagged: dict[str, int] = field(default_factory=dict)
@@ -38,6 +49,30 @@ class CleaningReport:
     @property
     def flagged_share(self) -> float:
         return sum(self.flagged.values()) / self.rows_out if self.rows_out else 0.0
+
+    @property
+    def duplicate_share(self) -> float:
+        """Whole-row duplicates (copies beyond the first) per row of the raw month."""
+        return self.dropped.get("duplicate_rows", 0) / self.rows_in if self.rows_in else 0.0
+
+
+def duplicate_rows(raw: pd.DataFrame) -> np.ndarray:
+    """Mask of rows identical in every column to an earlier row (the first copy is not marked;
+    missing values count as equal). Real months hold none; a month appended to itself is half."""
+    return raw.duplicated(keep="first").to_numpy()
+
+
+def voided_reversals(raw: pd.DataFrame) -> np.ndarray:
+    """Mask of reversal rows: a negative ``fare_amount`` or ``total_amount`` on a row whose
+    pickup and dropoff times, zones and distance (``RIDE_KEY_COLUMNS``) equal those of a ride
+    that is not negative, the ride it voids. Green months 2023-02..2024-02 hold 159-205 such pairs
+    (payment type 3, no charge, or 4, dispute, for almost all); kept, the trip is learned twice."""
+    negative = ((raw["fare_amount"] < 0) | (raw["total_amount"] < 0)).to_numpy()
+    if not negative.any():
+        return negative
+    keys = raw[RIDE_KEY_COLUMNS]
+    rides = pd.MultiIndex.from_frame(keys.loc[~negative])
+    return negative & pd.MultiIndex.from_frame(keys).isin(rides)
 
 
 def valid_zone_ids(ids) -> np.ndarray:
@@ -111,18 +146,26 @@ def pu_do(pickup_ids: pd.Series | np.ndarray, dropoff_ids: pd.Series | np.ndarra
 
 
 def clean_trips(
-    raw: pd.DataFrame, min_minutes: float = 1.0, max_minutes: float = 60.0, max_distance_miles: float | None = None
+    raw: pd.DataFrame,
+    min_minutes: float = 1.0,
+    max_minutes: float = 60.0,
+    max_distance_miles: float | None = None,
+    drop_voided: bool = False,
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Keep rides with ``min_minutes <= duration <= max_minutes``, real zone ids and complete
-    key fields (and, when ``max_distance_miles`` is given, at most that distance).
+    key fields, once each (and, when ``max_distance_miles`` is given, at most that distance;
+    when ``drop_voided``, without the reversals of voided rides).
 
     Returns the cleaned frame (``CLEANED_COLUMNS``, original row order, fresh index) and the
     rows dropped for each reason. Reasons are exclusive and counted in this order:
-    ``missing_values`` (null pickup/dropoff/distance), ``invalid_zone_id`` (a zone id that is
-    missing or not a whole number in 1..265: no real month has one, but one would otherwise
-    become a wrong feature), ``duration_below_min``, ``duration_above_max``, then
-    ``distance_above_max``. Kept rides with an impossible distance are counted in
-    ``report.flagged`` (:func:`impossible_distances`).
+    ``duplicate_rows`` (identical in every column of ``raw`` to an earlier row,
+    :func:`duplicate_rows`), ``missing_values`` (null pickup/dropoff/distance),
+    ``invalid_zone_id`` (a zone id that is missing or not a whole number in 1..265: no real
+    month has one, but one would otherwise become a wrong feature), ``duration_below_min``,
+    ``duration_above_max``, ``voided_reversal`` (with ``drop_voided``), then
+    ``distance_above_max``. Voided pairs are counted either way (``report.voided_pairs``,
+    :func:`voided_reversals`); kept rides with an impossible distance in ``report.flagged``
+    (:func:`impossible_distances`).
     """
     if min_minutes > max_minutes:
         raise ValueError(f"min_minutes ({min_minutes}) must not exceed max_minutes ({max_minutes})")
@@ -130,12 +173,16 @@ def clean_trips(
     if missing:
         raise ValueError(f"cannot clean trips: column(s) missing: {', '.join(missing)}")
     minutes = duration_minutes(raw["pickup_datetime"], raw["dropoff_datetime"])
-    incomplete = raw[["pickup_datetime", "dropoff_datetime", "trip_distance"]].isna().any(axis=1).to_numpy()
-    bad_zone = ~incomplete & ~(valid_zone_ids(raw["PULocationID"]) & valid_zone_ids(raw["DOLocationID"]))
-    usable = ~(incomplete | bad_zone)
+    duplicate = duplicate_rows(raw)
+    incomplete = ~duplicate & raw[["pickup_datetime", "dropoff_datetime", "trip_distance"]].isna().any(axis=1).to_numpy()
+    bad_zone = ~duplicate & ~incomplete & ~(valid_zone_ids(raw["PULocationID"]) & valid_zone_ids(raw["DOLocationID"]))
+    usable = ~(duplicate | incomplete | bad_zone)
     below = usable & (minutes < min_minutes)
     above = usable & (minutes > max_minutes)
     keep = usable & ~below & ~above
+    reversal = voided_reversals(raw) & ~duplicate
+    voided = keep & reversal if drop_voided else np.zeros(len(raw), dtype=bool)
+    keep &= ~voided
     distance = raw["trip_distance"].to_numpy(dtype=np.float64, na_value=np.nan)
     too_far = np.zeros(len(raw), dtype=bool)
     if max_distance_miles is not None:
@@ -146,12 +193,16 @@ def clean_trips(
         rows_in=len(raw),
         rows_out=int(keep.sum()),
         dropped={
+            "duplicate_rows": int(duplicate.sum()),
             "missing_values": int(incomplete.sum()),
             "invalid_zone_id": int(bad_zone.sum()),
             "duration_below_min": int(below.sum()),
             "duration_above_max": int(above.sum()),
+            **({"voided_reversal": int(voided.sum())} if drop_voided else {}),
             **({"distance_above_max": int(too_far.sum())} if max_distance_miles is not None else {}),
         },
+        voided_pairs=int(reversal.sum()),
+        voided_kept=int((reversal & keep).sum()),
         flagged=flagged,
     )
     kept = raw.loc[keep]

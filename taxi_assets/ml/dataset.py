@@ -115,17 +115,13 @@ def split_on_time(frame: pd.DataFrame, boundary: pd.Timestamp, column: str = "pi
 
 
 def build_training_set(
-    cleaned: pd.DataFrame, boundary: pd.Timestamp, info: dict | None = None, extended_features: bool | None = None
+    cleaned: pd.DataFrame, boundary: pd.Timestamp, info: dict | None = None, extended_features: bool = False
 ) -> TrainingSet:
     """Split pooled cleaned rides at ``boundary`` and vectorize (fit on the training side).
 
-    ``extended_features`` (default: ``TAXI_EXTENDED_FEATURES``) is recorded in ``info``: the
-    models tuned on this set then use the pickup hour and day of week as well.
+    ``extended_features`` (the asset passes ``TAXI_EXTENDED_FEATURES``) is recorded in ``info``:
+    the models tuned on this set then use the pickup hour and day of week as well.
     """
-    if extended_features is None:
-        from taxi_assets.ml.representation import extended_features_enabled
-
-        extended_features = extended_features_enabled()
     train, val = split_on_time(cleaned, boundary)
     if train.empty:
         raise ValueError(f"no training rides picked up before {boundary:%Y-%m-%d}: check the training window")

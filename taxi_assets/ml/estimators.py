@@ -99,8 +99,8 @@ Threads
 -------
 Tree ensembles and the boosters run on :func:`available_threads` threads: the CPUs this
 process may run on (``os.sched_getaffinity``, so containers pinned to fewer cores are not
-oversubscribed), capped by the environment variable ``TAXI_MAX_THREADS`` (set it to 1 when
-several model steps run in parallel on the same machine).
+oversubscribed), capped by ``cap`` (the model assets pass ``TAXI_MAX_THREADS``: set it to 1
+when several model steps run in parallel on the same machine).
 """
 
 from __future__ import annotations
@@ -115,15 +115,12 @@ from typing import Any
 PROFILES = ("quick", "course")
 
 
-def available_threads() -> int:
-    """CPUs usable by this process, capped by ``TAXI_MAX_THREADS`` when it is set."""
+def available_threads(cap: int | None = None) -> int:
+    """CPUs usable by this process, at most ``cap`` when given."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
-    from taxi_assets.io.env import env_number
-
-    cap = env_number("TAXI_MAX_THREADS", None, int, minimum=1, unit=" of threads")
     if cap is not None:
         cpus = min(cpus, cap)
     return max(1, cpus)

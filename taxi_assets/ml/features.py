@@ -11,6 +11,15 @@ nor a mile), a nested object or list in any field is refused, and so is every ot
 list of lists or of strings, a string, a number, a 2-d array, columns of nested lists): each is
 one :class:`InvalidRequestError` whose message names the field and record or says what arrived,
 never quoting a nested value (whatever its size or depth).
+
+Numbers may arrive as text on purpose: ``"236"`` or ``"1.98"`` is read as the number it spells
+(the CLI passes its flags as text, and JSON written from CSV often quotes numbers), then judged
+like any number (``"236.5"`` is not a zone id); text that spells no number is refused.
+
+Requests, unlike the rides a month's batch scores, are held to the rides the models know: at
+most :data:`~taxi_assets.ml.cleaning.IMPOSSIBLE_DISTANCE_MILES` (100) miles, since every model
+learned rides of at most 60 minutes and a longer ride would be over 100 mph (see
+``ml/cleaning.py``). The serving paths pass that bound (``max_distance_miles``).
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from taxi_assets.ml.cleaning import MAX_LOCATION_ID, MIN_LOCATION_ID
+from taxi_assets.ml.cleaning import IMPOSSIBLE_SPEED_MPH, MAX_LOCATION_ID, MIN_LOCATION_ID
 
 CATEGORICAL_FEATURES = ["PU_DO"]
 NUMERICAL_FEATURES = ["trip_distance"]
@@ -153,12 +162,17 @@ def _boolean_error(name: str, value, row: int) -> InvalidRequestError:
     return InvalidRequestError(f"field {name!r} must be a number, not a boolean: got {_show(value)} in record {row}")
 
 
-def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.ndarray]:
+def validate_request(
+    records: pd.DataFrame | list[dict] | dict, max_distance_miles: float | None = None
+) -> dict[str, np.ndarray]:
     """Validate raw ride records; return their fields as arrays (zone ids int64, distance float64).
 
     Column-wise NumPy, no per-record Python: the same checks cost the same few microseconds for
     the scoring server's one-record requests as per ride in a batch. The first bad value is
-    reported with its field and record number.
+    reported with its field and record number. Text spelling a number counts as that number
+    (see the module docstring). ``max_distance_miles`` (the serving paths pass
+    ``IMPOSSIBLE_DISTANCE_MILES``) refuses longer distances; batch scoring of cleaned rides
+    passes none, as the course keeps such rides.
     """
     frame = request_frame(records)
     if len(frame) == 0:
@@ -198,5 +212,12 @@ def validate_request(records: pd.DataFrame | list[dict] | dict) -> dict[str, np.
     if (distance < 0).any():
         row = int(np.flatnonzero(distance < 0)[0])
         raise InvalidRequestError(f"field 'trip_distance' must not be negative, got {distance[row]} in record {row}")
+    if max_distance_miles is not None and (distance > max_distance_miles).any():
+        row = int(np.flatnonzero(distance > max_distance_miles)[0])
+        raise InvalidRequestError(
+            f"field 'trip_distance' must be at most {max_distance_miles:g} miles (the models know rides of at most "
+            f"60 minutes; farther would be over {IMPOSSIBLE_SPEED_MPH:g} mph), got "
+            f"{_show(frame['trip_distance'].iloc[row : row + 1].tolist()[0])} in record {row}"
+        )
     return values
 

@@ -164,17 +164,21 @@ class TripDurationPredictor:
         """The fields each request record needs."""
         return self.feature_step.request_fields
 
-    def features(self, records: pd.DataFrame | list[dict] | dict) -> sp.csr_matrix | np.ndarray:
-        """Validate raw records and return the model's input for them."""
+    def features(
+        self, records: pd.DataFrame | list[dict] | dict, max_distance_miles: float | None = None
+    ) -> sp.csr_matrix | np.ndarray:
+        """Validate raw records (distances up to ``max_distance_miles`` when given) and return
+        the model's input for them."""
         frame = request_frame(records)
-        values = validate_request(frame)
+        values = validate_request(frame, max_distance_miles)
         if self.feature_step.extended:
             values[PICKUP_FIELD] = request_pickups(frame)
         return self.feature_step.from_request(values)
 
-    def predict(self, records: pd.DataFrame | list[dict] | dict) -> np.ndarray:
-        """Minutes for each record, as float64 (raises ``InvalidRequestError`` on bad records)."""
-        return self.predict_features(self.features(records))
+    def predict(self, records: pd.DataFrame | list[dict] | dict, max_distance_miles: float | None = None) -> np.ndarray:
+        """Minutes for each record, as float64 (raises ``InvalidRequestError`` on bad records;
+        the logged pyfunc model passes the serving bound ``max_distance_miles``)."""
+        return self.predict_features(self.features(records, max_distance_miles))
 
     def predict_training_set(self, ts, part: str = "val") -> np.ndarray:
         """Minutes for the training set's ``"val"`` (or ``"train"``) rides, row-aligned with

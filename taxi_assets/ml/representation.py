@@ -44,7 +44,6 @@ matrix for the same rides.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -64,21 +63,9 @@ PICKUP_FIELD = "pickup_datetime"
 EXTENDED_REQUEST_FIELDS = [*REQUEST_FIELDS, PICKUP_FIELD]
 # trip_distance is clipped at this quantile of the training rides.
 DISTANCE_CLIP_QUANTILE = 0.999
-EXTENDED_ENV = "TAXI_EXTENDED_FEATURES"
 COMPACT_COLUMNS = ["PU", "DO", "PU_DO", "trip_distance"]
 EXTENDED_COLUMNS = ["pickup_hour", "pickup_dow"]
 _PAIR_KEY = 1000  # zone ids are 1..265: the pair (pu, do) is pu * 1000 + do
-
-
-def extended_features_enabled() -> bool:
-    """``TAXI_EXTENDED_FEATURES`` as a bool (unset or blank: off). The settings module reads it
-    through this function too, so the ML core and the code location agree."""
-    raw = os.environ.get(EXTENDED_ENV, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ValueError(f"{EXTENDED_ENV} must be true or false (1/0, yes/no, on/off), got {raw!r}")
 
 
 def distance_clip(distance: np.ndarray) -> float:

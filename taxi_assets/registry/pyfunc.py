@@ -40,11 +40,14 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from taxi_assets.ml.cleaning import IMPOSSIBLE_DISTANCE_MILES
 from taxi_assets.ml.features import REQUEST_FIELDS, InvalidRequestError
 from taxi_assets.ml.predictor import TripDurationPredictor
 
 PREDICTOR_ARTIFACT = "predictor"
 PREDICTOR_FILE = "predictor.joblib"
+# Where the predictor sits inside a logged model's folder (MLflow copies artifacts there).
+PREDICTOR_PATH = f"artifacts/{PREDICTOR_FILE}"
 
 # "Models from code": the logged model stores this script instead of a cloudpickled
 # TripDurationModel instance, so loading a model unpickles nothing but the predictor.
@@ -56,6 +59,33 @@ from taxi_assets.registry.pyfunc import TripDurationModel
 
 mlflow.models.set_model(TripDurationModel())
 """
+
+
+class DamagedArtifactError(RuntimeError):
+    """A file of a logged model cannot be read: ``artifact`` is its path inside the model's
+    folder, ``reason`` what is wrong with it (never its bytes)."""
+
+    def __init__(self, artifact: str, reason: str):
+        super().__init__(f"{artifact}: {reason}")
+        self.artifact = artifact
+        self.reason = reason
+
+
+def unreadable(exc: BaseException) -> str:
+    """Why a file could not be read, in words that quote none of its content: a YAML error's
+    line and column, "truncated" for a file that ends early, else the error's type."""
+    import yaml
+
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        return "not valid YAML" + (f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else "")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not text (a byte that is not UTF-8 at offset {exc.start})"
+    if isinstance(exc, EOFError):
+        return "truncated (the data ends early)"
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    return f"unreadable ({type(exc).__name__})"
 
 
 class InvalidTripRequestError(MlflowException, InvalidRequestError):
@@ -98,11 +128,17 @@ with without_type_hint_advice():
         """Pyfunc wrapper: ``predict(records)`` -> minutes (float64 array), via the predictor artifact."""
 
         def load_context(self, context) -> None:
-            self.predictor: TripDurationPredictor = joblib.load(context.artifacts[PREDICTOR_ARTIFACT])
+            try:
+                predictor = joblib.load(context.artifacts[PREDICTOR_ARTIFACT])
+            except Exception as exc:  # random bytes, a truncated file: pickle fails in many ways
+                raise DamagedArtifactError(PREDICTOR_PATH, unreadable(exc)) from None
+            if not isinstance(predictor, TripDurationPredictor):
+                raise DamagedArtifactError(PREDICTOR_PATH, f"holds a {type(predictor).__name__}, not a predictor")
+            self.predictor: TripDurationPredictor = predictor
 
         def predict(self, context, model_input, params=None) -> np.ndarray:
-            try:
-                return self.predictor.predict(model_input)
+            try:  # a request: held to the distances the models know (ml/features.py)
+                return self.predictor.predict(model_input, max_distance_miles=IMPOSSIBLE_DISTANCE_MILES)
             except InvalidRequestError as exc:
                 raise InvalidTripRequestError(str(exc)) from exc
 
@@ -142,7 +178,7 @@ REQUEST_METADATA = {
     "request_fields": {
         "PULocationID": "pickup TLC zone id, a whole number 1-265",
         "DOLocationID": "dropoff TLC zone id, a whole number 1-265",
-        "trip_distance": "miles, a finite number >= 0",
+        "trip_distance": f"miles, a finite number from 0 to {IMPOSSIBLE_DISTANCE_MILES:g}",
     },
     "prediction": "trip duration in minutes, float64, one per record",
     "validation": "taxi_assets.ml.features.validate_request",
@@ -164,7 +200,7 @@ def log_predictor(
 
     No MLflow signature, on purpose: the model validates every request itself
     (:func:`~taxi_assets.ml.features.validate_request`: the fields present, numbers, zone ids
-    whole numbers 1-265, distances finite and non-negative; the first bad value named with its
+    whole numbers 1-265, distances finite, from 0 to 100 miles; the first bad value named with its
     field and record), the same for ``mlflow models serve``, ``pyfunc.load_model(...).predict``,
     the CLI and the ``predict`` job. MLflow's schema enforcement in front of it only got in the
     way: typed ``long`` it cast zone ``236.5`` to 236 before the model saw it; typed ``double``

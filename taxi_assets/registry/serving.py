@@ -13,7 +13,8 @@ no copy of the code, see :mod:`taxi_assets.registry.pyfunc`). The alias is resol
 server starts: restart it after a promotion. Bad requests are answered ``400`` with the
 model's own validation message (field and record), the same text as in Python, in
 ``taxi-assets predict`` and in the ``predict`` job. No Dagster import here: the CLI and the
-``predict`` job share :func:`load_model`.
+``predict`` job share :func:`load_model`, which names a registered model whose files cannot be
+read (:class:`ModelLoadError`: model, version, file, reason, what to do).
 
 What the scoring server does before the model sees a request (MLflow 3.17, measured):
 
@@ -118,7 +119,9 @@ def load_model(model_uri: str, tracking_uri: str) -> LoadedModel:
 
     Checks first that the store exists and that a ``models:/`` URI resolves, so "nothing
     trained yet" is one :class:`ModelNotFoundError` telling to run the pipeline, not MLflow's
-    stack trace (and no empty sqlite store is created as a side effect).
+    stack trace (and no empty sqlite store is created as a side effect). A model whose files
+    cannot be read (random bytes, a truncated file, invalid YAML) is one
+    :class:`ModelLoadError` naming the model, version and file and what to do.
     """
     missing = _missing_sqlite_store(tracking_uri)
     if missing is not None:
@@ -127,19 +130,96 @@ def load_model(model_uri: str, tracking_uri: str) -> LoadedModel:
             "or set MLFLOW_TRACKING_URI to the store that holds it"
         )
     version = resolve_version(model_uri, tracking_uri)
+    import tempfile
+
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from taxi_assets.registry.pyfunc import without_type_hint_advice
     from taxi_assets.registry.tracking import tracking_uri_set
 
-    with tracking_uri_set(tracking_uri), without_type_hint_advice():
+    parsed = parse_models_uri(model_uri)
+    name = parsed[0] if parsed else model_uri
+    with tracking_uri_set(tracking_uri), without_type_hint_advice(), tempfile.TemporaryDirectory(prefix="taxi-model-") as tmp:
         try:
-            model = mlflow.pyfunc.load_model(model_uri)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
         except (MlflowException, OSError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelNotFoundError(f"cannot load {model_uri} from {tracking_uri}: {first}") from None
+        model = _load_local(Path(local), name, version, model_uri, tracking_uri)
     return LoadedModel(model=model, model_uri=model_uri, tracking_uri=tracking_uri, version=version)
+
+
+class ModelLoadError(RuntimeError):
+    """A registered model whose files cannot be read: which model, version and file, why, and
+    what to do. ``artifact`` is the file's path inside the model's folder (``MLmodel``,
+    ``artifacts/predictor.joblib``, the model's code file)."""
+
+    def __init__(self, model_name: str, version: str | None, artifact: str, reason: str, location: str = ""):
+        self.model_name, self.version, self.artifact, self.reason = model_name, version, artifact, reason
+        which = f"registered model {model_name} version {version}" if version else f"model {model_name}"
+        where = f" (in {location})" if location else ""
+        super().__init__(
+            f"{which} cannot be loaded: its {artifact}{where} is damaged: {reason}; promote a good version again "
+            "(point the 'champion' alias at it in the MLflow UI) or re-materialize champion_model for a month"
+        )
+
+
+# What every logged model's python_function flavor states (MLflow reads each on loading).
+_PYFUNC_KEYS = ("loader_module", "python_version", "env", "artifacts")
+
+
+def _load_local(folder: Path, name: str, version: str | None, model_uri: str, tracking_uri: str):
+    """``mlflow.pyfunc.load_model`` of a downloaded model folder; a file that cannot be read is a
+    :class:`ModelLoadError` naming it (MLflow would raise a ``KeyError: 247`` or a YAML parser
+    traceback naming neither the model nor the file)."""
+    import mlflow
+    from mlflow.models import Model
+
+    from taxi_assets.registry.pyfunc import MODEL_CODE_FILE, DamagedArtifactError, unreadable
+
+    location = _stored_location(model_uri, tracking_uri)
+
+    def damaged(artifact: str, reason: str) -> ModelLoadError:
+        return ModelLoadError(name, version, artifact, reason, location)
+
+    try:
+        flavors = Model.load(folder / "MLmodel").flavors
+    except Exception as exc:  # random bytes, invalid YAML, a document that is not a model description
+        raise damaged("MLmodel", unreadable(exc)) from None
+    if not isinstance(flavors, dict) or not isinstance(flavors.get("python_function"), dict):
+        raise damaged("MLmodel", "it describes no python_function model (truncated or overwritten?)")
+    absent = [key for key in _PYFUNC_KEYS if key not in flavors["python_function"]]
+    if absent:
+        raise damaged("MLmodel", f"incomplete: its python_function flavor has no {absent[0]} (truncated?)")
+    try:
+        return mlflow.pyfunc.load_model(str(folder))
+    except DamagedArtifactError as exc:
+        raise damaged(exc.artifact, exc.reason) from None
+    except Exception as exc:
+        text = str(exc)
+        if MODEL_CODE_FILE in text:  # MLflow: "Failed to run user code from .../trip_duration_model.py"
+            cause = exc.__cause__ or exc.__context__ or exc
+            raise damaged(MODEL_CODE_FILE, unreadable(cause)) from None
+        # Nothing else in the folder is read on loading: MLmodel parsed but lacks what it must say.
+        raise damaged("MLmodel", f"incomplete: MLflow cannot load the model it describes ({type(exc).__name__})") from None
+
+
+def _stored_location(model_uri: str, tracking_uri: str) -> str:
+    """Where the registry keeps the model's files (for the operator), or "" if unknown."""
+    parsed = parse_models_uri(model_uri)
+    if parsed is None:
+        return model_uri
+    from mlflow.tracking import MlflowClient
+
+    name, version, alias = parsed
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        if alias is not None:
+            version = client.get_model_version_by_alias(name, alias).version
+        return client.get_model_version_download_uri(name, version)
+    except Exception:  # noqa: BLE001 - only for the message
+        return ""
 
 
 # --- request payloads -------------------------------------------------------------------------

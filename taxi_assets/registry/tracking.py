@@ -9,12 +9,20 @@ one child run per hyperopt trial. Every run ends FINISHED when the block complet
 (KILLED on Ctrl-C) when it raises; only a killed process (SIGKILL, OOM) can leave one RUNNING.
 
 Outages fail fast and named. MLflow's HTTP client waits 120 s per request and retries seven
-times by default (a dead server stalled a step for 15 minutes); a store here answers within
-``request_timeout`` seconds and ``max_retries`` retries, set through MLflow's own
-``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` unless the user set
-them, and :meth:`TrackingStore.check_reachable` probes the store before a model trains, so a
+times by default (a dead server stalled a step for 15 minutes); MLflow takes its timeout and
+retries from its own ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+only, which the settings and the ``mlflow`` resource set (15 s, 2 retries), and
+:meth:`TrackingStore.check_reachable` probes the store before a model trains, so a
 store that is down costs seconds, not a training run, and the error names its URI
 (:class:`TrackingStoreUnavailable`, a transient error the step's retry policy retries).
+
+Locks are transient. The embedded SQLite store is written by every model step, ``mlflow ui``
+and backups; SQLite answers a writer that finds it locked with "database is locked" after its
+busy timeout (Python's default 5 s; MLflow's sessions set 20 s). A sqlite store here waits for
+the lock: its URI carries SQLite's own busy timeout (``?timeout=``, ``lock_timeout`` seconds,
+used when MLflow opens the database) and each store operation that still meets a busy database
+is retried until ``lock_timeout`` has passed since it began, then fails as an outage
+(:class:`TrackingStoreUnavailable`, "... is locked ..."), which the step's policy retries.
 
 No lock is shared between deployments: the only lock is a file beside a *local* sqlite store,
 held while that store and its experiment are created (two processes running a fresh store's
@@ -26,27 +34,53 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taxi_assets.registry.names import ASSET_KEY_TAG, PARTITION_TAG, RUN_ID_TAG
 
 if TYPE_CHECKING:
     from taxi_assets.ml.tuning import TrialResult, TuningResult
 
+T = TypeVar("T")
 SQLITE_PREFIX = "sqlite:///"
 PARENT_RUN_TAG = "mlflow.parentRunId"
-TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_TIMEOUT"
-RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
-# What the user exported before this process started: those are never overridden.
-_USER_HTTP_SETTINGS = {v for v in (TIMEOUT_VARIABLE, RETRIES_VARIABLE) if v in os.environ}
+# How long a store operation waits for a locked SQLite store before it counts as an outage.
+DEFAULT_LOCK_TIMEOUT_SECONDS = 45.0
+# SQLite's "busy" and "locked" states (result codes and their extended forms, and their texts).
+_BUSY_NAMES = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_BUSY_TEXTS = ("database is locked", "database table is locked", "database schema is locked", "database is busy")
 
 
 class TrackingStoreUnavailable(RuntimeError):
-    """The MLflow tracking store cannot be reached (network, timeout, 5xx): worth retrying later."""
+    """The MLflow tracking store cannot be reached (network, timeout, 5xx) or stays locked:
+    worth retrying later."""
+
+
+def is_sqlite_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it: MLflow wraps SQLAlchemy, which wraps sqlite3) is
+    SQLite telling that another connection holds the database."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        name = getattr(exc, "sqlite_errorname", None) or getattr(getattr(exc, "orig", None), "sqlite_errorname", None)
+        if name and name.startswith(_BUSY_NAMES):
+            return True
+        text = str(getattr(exc, "message", None) or exc).lower()
+        if any(t in text for t in _BUSY_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def with_busy_timeout(tracking_uri: str, seconds: float) -> str:
+    """A ``sqlite:///`` URI with SQLite's busy timeout (``?timeout=``, read by SQLAlchemy's
+    sqlite driver) unless it names one; other URIs as they are."""
+    if sqlite_path(tracking_uri) is None or "timeout=" in tracking_uri.partition("?")[2]:
+        return tracking_uri
+    return f"{tracking_uri}{'&' if '?' in tracking_uri else '?'}timeout={seconds:g}"
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -79,22 +113,24 @@ def _first_line(exc: BaseException) -> str:
 @contextlib.contextmanager
 def tracking_uri_set(tracking_uri: str) -> Iterator[None]:
     """Point MLflow's process-wide tracking (and registry) URI at ``tracking_uri``, then
-    restore exactly what was there (the explicit setting and the ``MLFLOW_TRACKING_URI``
-    variable, which ``mlflow.set_tracking_uri`` also writes)."""
+    restore exactly what was there: MLflow's explicit setting and its ``MLFLOW_TRACKING_URI``
+    variable, which ``mlflow.set_tracking_uri`` also writes (MLflow's state, kept through
+    MLflow's own accessor; not a setting of this project)."""
     import mlflow
+    from mlflow.environment_variables import MLFLOW_TRACKING_URI
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     explicit = getattr(tracking_utils, "_tracking_uri", None)
-    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    variable = MLFLOW_TRACKING_URI.get() if MLFLOW_TRACKING_URI.defined else None
     mlflow.set_tracking_uri(tracking_uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(explicit)
         if variable is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
+            MLFLOW_TRACKING_URI.unset()
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = variable
+            MLFLOW_TRACKING_URI.set(variable)
 
 
 @contextlib.contextmanager
@@ -111,12 +147,22 @@ def _store_lock(db: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _not_a_busy_store(record: logging.LogRecord) -> bool:
+    """False for MLflow's logged traceback of a busy SQLite store: the store waits for it."""
+    return not (record.exc_info and record.exc_info[1] is not None and is_sqlite_busy(record.exc_info[1]))
+
+
 def _quiet_mlflow_logs() -> None:
-    """MLflow's INFO chatter ("Registered model ... already exists", run links, progress bars)
-    tells a pipeline user nothing: the asset metadata names the run, model and version."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    """MLflow's INFO chatter ("Registered model ... already exists", run links) tells a pipeline
+    user nothing: the asset metadata names the run, model and version (its progress bars are a
+    setting, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, off by default). Nor does the traceback MLflow
+    logs each time SQLite answers "database is locked": the store waits and retries, and names
+    the store if the lock outlasts its bound."""
     for name in ("mlflow", "mlflow.tracking", "mlflow.store", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    database_log = logging.getLogger("mlflow.store.db.utils")
+    if _not_a_busy_store not in database_log.filters:
+        database_log.addFilter(_not_a_busy_store)
 
 
 class TrackingStore:
@@ -128,30 +174,58 @@ class TrackingStore:
         experiment_name: str,
         artifact_location: str | None = None,
         *,
-        request_timeout: int = 15,
-        max_retries: int = 2,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
     ):
+        """``lock_timeout``: seconds a store operation waits for a locked SQLite store (another
+        run, ``mlflow ui``, a backup) before it fails as an outage (default 45; an operation
+        already waiting inside MLflow may add up to its own 20 s)."""
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.artifact_location = artifact_location or None
-        self.request_timeout = int(request_timeout)
-        self.max_retries = int(max_retries)
+        self.lock_timeout = float(lock_timeout)
+        # The URI MLflow opens: the user's, with SQLite's busy timeout for a sqlite store.
+        self.store_uri = with_busy_timeout(tracking_uri, self.lock_timeout)
         self._experiment_id: str | None = None
         _quiet_mlflow_logs()
-        # MLflow reads these on every request; values the user set before start-up win.
-        for variable, value in ((TIMEOUT_VARIABLE, self.request_timeout), (RETRIES_VARIABLE, self.max_retries)):
-            if variable not in _USER_HTTP_SETTINGS:
-                os.environ[variable] = str(value)
 
     @property
     def label(self) -> str:
         return redact_uri(self.tracking_uri)
 
     @property
-    def client(self):
+    def client(self) -> PatientClient:
+        """An ``MlflowClient`` of this store whose calls wait out a locked SQLite store
+        (:meth:`patiently`)."""
+        return PatientClient(self)
+
+    def mlflow_client(self):
+        """The plain ``MlflowClient`` of this store (its calls fail on a lock as MLflow does)."""
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return MlflowClient(tracking_uri=self.store_uri, registry_uri=self.store_uri)
+
+    def patiently(self, what: str, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``operation(*args, **kwargs)``, retried while SQLite reports the store busy or locked,
+        until ``lock_timeout`` seconds have passed since the first attempt; then
+        :class:`TrackingStoreUnavailable` naming the store and ``what`` was being done. Any
+        other error propagates as raised, at once."""
+        started = time.monotonic()
+        pause = 0.25
+        while True:
+            try:
+                return operation(*args, **kwargs)
+            except Exception as exc:
+                if not is_sqlite_busy(exc):
+                    raise
+                waited = time.monotonic() - started
+                if waited >= self.lock_timeout:
+                    raise TrackingStoreUnavailable(
+                        f"MLflow tracking store {self.label} is locked by another writer (SQLite: database is "
+                        f"locked) and stayed locked for {waited:.0f}s while {what}; another run, `mlflow ui` or a "
+                        "backup holds it"
+                    ) from None
+                time.sleep(min(pause, self.lock_timeout - waited))
+                pause = min(pause * 2, 2.0)
 
     def check_reachable(self) -> None:
         """Raise :class:`TrackingStoreUnavailable` naming the URI unless the store answers."""
@@ -211,18 +285,21 @@ class TrackingStore:
         created = client.create_run(experiment_id, run_name=run_name, tags=run_tags)
         run_id = created.info.run_id
         status = "FAILED"
-        with tracking_uri_set(self.tracking_uri):
+        outage = False
+        with tracking_uri_set(self.store_uri):
             try:
-                mlflow.start_run(run_id=run_id)
+                self.patiently("starting the run", mlflow.start_run, run_id=run_id)
                 yield ModelRun(self, run_id, experiment_id, run_tags)
                 status = "FINISHED"
             except BaseException as exc:
                 status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-                with contextlib.suppress(Exception):
-                    client.set_tag(run_id, "error", _tag_value(f"{type(exc).__name__}: {_first_line(exc)}"))
+                outage = isinstance(exc, TrackingStoreUnavailable)
+                if not outage:  # a store that stays locked or down gets one try to end the run, below
+                    with contextlib.suppress(Exception):
+                        client.set_tag(run_id, "error", _tag_value(f"{type(exc).__name__}: {_first_line(exc)}"))
                 raise
             finally:
-                _end(client, run_id, status)
+                _end(self.mlflow_client() if outage else client, run_id, status, quick=outage)
 
     def register(self, name: str, model_uri: str, run_id: str | None, tags: dict[str, str], description: str = ""):
         """A new version of registered model ``name`` for ``model_uri`` (the name is created if
@@ -239,27 +316,32 @@ class TrackingStore:
         if model_uri.startswith("models:/m-"):
             model_id = model_uri[len("models:/") :].split("/", 1)[0]
         # The registry resolves a logged model's URI through the process-wide tracking URI.
-        with tracking_uri_set(self.tracking_uri):
+        with tracking_uri_set(self.store_uri):
             return client.create_model_version(
                 name, source=model_uri, run_id=run_id, tags={k: _tag_value(v) for k, v in tags.items()}, model_id=model_id
             )
 
 
-def _end(client, run_id: str, status: str) -> None:
+def _end(client, run_id: str, status: str, quick: bool = False) -> None:
     """End ``run_id`` with ``status`` (the fluent run too, so its stack is popped); never leave
-    it RUNNING even if ending it the usual way failed."""
+    it RUNNING even if ending it the usual way failed. ``quick`` (the store is locked or down):
+    one try, errors ignored, so the outage is reported without waiting for it twice."""
     import mlflow
 
     try:
         active = mlflow.active_run()
         if active is not None and active.info.run_id == run_id:
-            mlflow.end_run(status)
+            mlflow.end_run(status)  # pops the fluent run first, then writes the status
         else:
             client.set_terminated(run_id, status)
+    except Exception:
+        if not quick:
+            raise
     finally:
-        with contextlib.suppress(Exception):
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_terminated(run_id, "FAILED")
+        if not quick:
+            with contextlib.suppress(Exception):
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, "FAILED")
 
 
 def _tag_value(value: Any) -> str:
@@ -270,6 +352,29 @@ def _params(values: dict[str, Any]):
     from mlflow.entities import Param
 
     return [Param(str(k), _tag_value(v)) for k, v in values.items()]
+
+
+class PatientClient:
+    """An ``MlflowClient`` of ``store`` whose method calls go through :meth:`TrackingStore.patiently`
+    (a fresh client per call, so a store MLflow failed to open on a lock is opened again)."""
+
+    def __init__(self, store: TrackingStore):
+        self._store = store
+
+    def __getattr__(self, name: str):
+        if not callable(getattr(_client_class(), name, None)):
+            return getattr(self._store.mlflow_client(), name)
+
+        def call(*args: Any, **kwargs: Any):
+            return self._store.patiently(name, lambda: getattr(self._store.mlflow_client(), name)(*args, **kwargs))
+
+        return call
+
+
+def _client_class():
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient
 
 
 class ModelRun:
@@ -298,7 +403,6 @@ class ModelRun:
             tags={**self.tags, PARENT_RUN_TAG: self.run_id, "trial": str(trial.index), "trials_total": str(trial.total)},
         )
         run_id = child.info.run_id
-        status = "FAILED"
         try:
             client.log_batch(
                 run_id,
@@ -309,9 +413,14 @@ class ModelRun:
                 ],
                 params=_params(trial.params),
             )
-            status = "FINISHED"
-        finally:
-            client.set_terminated(run_id, status, end_time=now)
+        except TrackingStoreUnavailable:
+            with contextlib.suppress(Exception):  # one try: the store already made us wait
+                self.store.mlflow_client().set_terminated(run_id, "FAILED", end_time=now)
+            raise
+        except BaseException:
+            client.set_terminated(run_id, "FAILED", end_time=now)
+            raise
+        client.set_terminated(run_id, "FINISHED", end_time=now)
         return run_id
 
     def log_result(self, result: TuningResult, input_example, registered_model_name: str, model_name: str = "model"):
@@ -340,7 +449,9 @@ class ModelRun:
             for t in result.trials
         ]
         client.log_text(self.run_id, json.dumps(trials, indent=1), "trials.json")
-        info = log_predictor(
+        info = self.store.patiently(
+            "logging the model",
+            log_predictor,
             result.predictor,
             model_name,
             input_example,

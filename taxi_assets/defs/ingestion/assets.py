@@ -15,6 +15,7 @@ from taxi_assets.defs.metadata import frame_table, profile_metadata
 from taxi_assets.defs.partitions import DATA_TEAM, month_bounds, monthly_asset, months_of, retry_transient
 from taxi_assets.defs.resources.data_source import TlcDataSource
 from taxi_assets.io.download import DataSourceError, DownloadError, DownloadTimeoutError
+from taxi_assets.ml.cleaning import duplicate_rows, voided_reversals
 from taxi_assets.ml.schema import SchemaError, normalize_table
 
 PREVIEW_COLUMNS = ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance", "total_amount"]
@@ -90,6 +91,7 @@ def raw_trips(context: dg.AssetExecutionContext, data_source: TlcDataSource):
     for month, (table, fetched, report) in tables.items():
         pickups = table.column("pickup_datetime")
         preview = table.select([c for c in PREVIEW_COLUMNS if c in table.column_names]).slice(0, 5).to_pandas()
+        frame = table.to_pandas()
         context.add_asset_metadata(
             {
                 "taxi_type": data_source.taxi_type,
@@ -102,7 +104,10 @@ def raw_trips(context: dg.AssetExecutionContext, data_source: TlcDataSource):
                 "filled_columns": ", ".join(report.filled_columns) or "none",
                 "dropped_columns": ", ".join(report.dropped_columns) or "none",
                 "preview": frame_table(preview),
-                **profile_metadata(table.to_pandas(), "raw_trips", month, "pickup_datetime", {"trip_distance": "miles"}),
+                # Beside the profile: rides the month holds twice (cleaned_trips drops and judges them).
+                "duplicate_rows": int(duplicate_rows(frame).sum()),
+                "voided_pairs": int(voided_reversals(frame).sum()),
+                **profile_metadata(frame, "raw_trips", month, "pickup_datetime", {"trip_distance": "miles"}),
             },
             partition_key=month,
         )

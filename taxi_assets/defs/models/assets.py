@@ -28,7 +28,7 @@ from taxi_assets.defs.executors import MODEL_STEP_TAG
 from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of, training_window_mapping
 from taxi_assets.defs.resources.tracking import MlflowTracking
 from taxi_assets.ml.dataset import example_records
-from taxi_assets.ml.estimators import ESTIMATORS, EstimatorSpec
+from taxi_assets.ml.estimators import ESTIMATORS, EstimatorSpec, available_threads
 from taxi_assets.ml.trained import TrainedModel
 from taxi_assets.registry.names import registered_model_name
 from taxi_assets.settings import SETTINGS
@@ -101,7 +101,8 @@ def train_month(
         result = tune_on_cluster_or_here(
             spec, ts, config.max_evaluations, config.random_state, on_trial=on_trial, profile=config.search_space,
             sources=lambda m: str(TaxiIOManager().path_for(dg.AssetKey("cleaned_trips"), m)),
-            min_rows=SETTINGS.distributed_min_rows, dask_address=SETTINGS.dask_address, log=context.log.info, **overrides,
+            min_rows=SETTINGS.distributed_min_rows, dask_address=SETTINGS.dask_address, log=context.log.info,
+            n_jobs=available_threads(SETTINGS.max_threads), **overrides,
         )  # fmt: skip
         registered = registered_model_name(SETTINGS.taxi_type, spec.name)
         info, version = run.log_result(result, example_records(ts), registered)

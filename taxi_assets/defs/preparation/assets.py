@@ -19,6 +19,7 @@ from taxi_assets.defs.partitions import (
 )
 from taxi_assets.defs.preparation.checks import (
     check_distances,
+    check_duplicates,
     check_duration_bounds,
     check_has_rides,
     check_training_set,
@@ -26,7 +27,7 @@ from taxi_assets.defs.preparation.checks import (
     training_set_check_specs,
 )
 from taxi_assets.ml import vectorize
-from taxi_assets.ml.cleaning import CLEAN_INPUT_COLUMNS, clean_trips
+from taxi_assets.ml.cleaning import clean_trips
 from taxi_assets.ml.dataset import build_training_set, pool_months
 from taxi_assets.ml.features import FEATURE_COLUMNS
 from taxi_assets.settings import SETTINGS
@@ -42,6 +43,19 @@ class CleaningConfig(dg.Config):
         gt=0,
         description="Drop rides longer than this many miles. Off by default: the course keeps them, and the models "
         "clip distances themselves.",
+    )
+    max_duplicate_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Fail the month (blocking check no_duplicate_rides) when more than this share of its raw rows "
+        "repeats an earlier row in every column; real months hold none, a month appended to itself half.",
+    )
+    drop_voided_rides: bool = Field(
+        default=False,
+        description="Drop the reversal of each voided ride (a negative-fare copy of a ride with the same times, "
+        "zones and distance; about 160-200 a month), so the trip is learned once. Off by default: the course "
+        "keeps them, and its reference shapes stay exact.",
     )
     max_impossible_distance_share: float = Field(
         default=0.005,
@@ -88,13 +102,14 @@ def _summary(values: pd.Series, prefix: str) -> dict[str, float]:
 
 @dg.asset(
     **monthly_asset("preparation", DATA_TEAM, {"pandas", "parquet"}),
-    ins={"raw_trips": dg.AssetIn(metadata={"columns": CLEAN_INPUT_COLUMNS})},
+    # Every raw column: a whole-row duplicate is identical in all of them.
+    ins={"raw_trips": dg.AssetIn()},
     check_specs=cleaned_trips_check_specs,
     description=(
         "Rides of one month with a plausible duration (1 to 60 minutes by default) and real TLC zone "
-        "ids (whole numbers 1..265), the PU_DO pickup/dropoff pair feature, trip distance and pickup "
-        "time. Rows dropped and impossible distances kept are counted by reason. Reads only the five "
-        "columns it needs from raw_trips."
+        "ids (whole numbers 1..265), each ride once, the PU_DO pickup/dropoff pair feature, trip distance "
+        "and pickup time. Rows dropped (whole-row duplicates among them), voided rides and impossible "
+        "distances kept are counted by reason."
     ),
 )
 def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw_trips):
@@ -111,13 +126,18 @@ def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw
     raw_by_month = raw_trips if isinstance(raw_trips, dict) else {months[0]: raw_trips}
     outputs, reports, checks = {}, {}, {}
     for month in months:
-        cleaned, report = clean_trips(raw_by_month[month], lo, hi, max_distance_miles=config.max_trip_distance_miles)
+        cleaned, report = clean_trips(
+            raw_by_month[month], lo, hi, max_distance_miles=config.max_trip_distance_miles,
+            drop_voided=config.drop_voided_rides,
+        )  # fmt: skip
         context.log.info(
             f"cleaned_trips[{month}]: kept {report.rows_out:,} of {report.rows_in:,} rides; dropped {report.dropped}; "
+            f"voided rides {report.voided_pairs:,} ({report.voided_kept:,} reversals kept); "
             f"impossible distances kept {report.flagged}"
         )
         outputs[month], reports[month] = cleaned, report
         checks[month] = [
+            check_duplicates(report.dropped["duplicate_rows"], report.rows_in, config.max_duplicate_share),
             check_has_rides(len(cleaned)),
             check_duration_bounds(cleaned["duration"], lo, hi),
             check_distances(report.flagged, len(cleaned), config.max_impossible_distance_share),
@@ -130,6 +150,9 @@ def cleaned_trips(context: dg.AssetExecutionContext, config: CleaningConfig, raw
                 "rows_in": report.rows_in,
                 "rows_out": report.rows_out,
                 **{f"dropped_{reason}": n for reason, n in report.dropped.items()},
+                "duplicate_share": round(report.duplicate_share, 6),
+                "voided_pairs": report.voided_pairs,
+                "voided_reversals_kept": report.voided_kept,
                 **{f"impossible_distance_{reason}": n for reason, n in report.flagged.items()},
                 "distinct_pu_do": int(cleaned["PU_DO"].nunique()),
                 **_summary(cleaned["duration"], "duration"),
@@ -169,7 +192,9 @@ def training_set(context: dg.AssetExecutionContext, cleaned_trips):
         started = time.perf_counter()
         pooled = pool_months(list(frames.values()))
         start, _ = month_bounds(month)
-        ts = build_training_set(pooled, start, info={"months": window, "taxi_type": SETTINGS.taxi_type})
+        ts = build_training_set(
+            pooled, start, info={"months": window, "taxi_type": SETTINGS.taxi_type}, extended_features=SETTINGS.extended_features
+        )
         # The course's "full" matrix: every pair of the window one-hot (105,870 x 7,027 for 2024-02).
         window_features = len(vectorize.fit(pooled[FEATURE_COLUMNS]).feature_names_)
         context.log.info(

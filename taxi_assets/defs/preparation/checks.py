@@ -13,6 +13,15 @@ CLEANED = dg.AssetKey("cleaned_trips")
 TRAINING_SET = dg.AssetKey("training_set")
 
 cleaned_trips_check_specs = [
+    dg.AssetCheckSpec(
+        "no_duplicate_rides",
+        asset=CLEANED,
+        blocking=True,
+        description=(
+            "The share of raw rows identical in every column to an earlier row stays below the threshold (run "
+            "config max_duplicate_share): real months hold none, a month appended to itself half."
+        ),
+    ),
     dg.AssetCheckSpec("has_rides", asset=CLEANED, blocking=True, description="Cleaning kept at least one ride."),
     dg.AssetCheckSpec(
         "duration_within_bounds", asset=CLEANED, blocking=True, description="Every duration lies within the cleaning bounds."
@@ -39,6 +48,18 @@ training_set_check_specs = [
 
 def check_has_rides(rows: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(check_name="has_rides", asset_key=CLEANED, passed=rows > 0, metadata={"rows": rows})
+
+
+def check_duplicates(duplicates: int, rows_in: int, max_share: float) -> dg.AssetCheckResult:
+    """Fails when whole-row duplicates exceed ``max_share`` of the month's raw rows (they are
+    dropped either way; this stops a month that was appended to itself or ingested twice)."""
+    share = duplicates / rows_in if rows_in else 0.0
+    return dg.AssetCheckResult(
+        check_name="no_duplicate_rides",
+        asset_key=CLEANED,
+        passed=share <= max_share,
+        metadata={"duplicate_share": round(share, 6), "threshold": max_share, "duplicate_rows": int(duplicates)},
+    )
 
 
 def check_duration_bounds(durations: pd.Series, min_minutes: float, max_minutes: float) -> dg.AssetCheckResult:

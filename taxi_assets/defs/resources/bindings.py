@@ -1,10 +1,8 @@
 """The resources every asset, sensor and job uses, bound once on the embedded defaults.
 
 Every field is overridable per deployment (run config in the launchpad, or environment
-variables read by ``taxi_assets.settings``); credentials are ``dg.EnvVar``s, never values.
+variables declared in ``taxi_assets.settings``); credentials are ``dg.EnvVar``s, never values.
 """
-
-import os
 
 import dagster as dg
 
@@ -13,14 +11,15 @@ from taxi_assets.defs.resources.io_manager import TaxiIOManager
 from taxi_assets.defs.resources.notifier import notifier_from_env
 from taxi_assets.defs.resources.tracking import MLFLOW_RESOURCE_KEY, MlflowTracking
 from taxi_assets.defs.serving.predict_job import MODEL_REGISTRY_KEY, ModelRegistry
+from taxi_assets.settings import SETTINGS, Settings
 
 
-def tracking_resource() -> MlflowTracking:
+def tracking_resource(settings: Settings = SETTINGS) -> MlflowTracking:
     """The MLflow resource; a server login, when set, is bound as EnvVars (never a value)."""
     credentials = {
         field: dg.EnvVar(variable)
         for field, variable in (("username", "MLFLOW_TRACKING_USERNAME"), ("password", "MLFLOW_TRACKING_PASSWORD"))
-        if os.environ.get(variable)
+        if getattr(settings, variable.lower()) is not None
     }
     return MlflowTracking(**credentials)
 

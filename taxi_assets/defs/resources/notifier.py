@@ -5,7 +5,7 @@ and hand it to :meth:`AlertNotifier.send`, which wraps :func:`~taxi_assets.io.no
 and therefore never raises: a mail server that is down must not crash the sensor tick (and so
 hide the failure being reported) or stop its cursor from advancing.
 
-Environment (read by :func:`notifier_from_env`, names follow the course's Mage setup):
+Settings (declared in ``taxi_assets/settings.py``, names follow the course's Mage setup):
 
 | variable | field | meaning |
 | --- | --- | --- |
@@ -21,16 +21,15 @@ Environment (read by :func:`notifier_from_env`, names follow the course's Mage s
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import dagster as dg
 
-from taxi_assets.io.env import env_number
 from taxi_assets.io.notify import Alert, notify_all
-from taxi_assets.settings import SETTINGS
+from taxi_assets.settings import SETTINGS, Settings
 
-# variable -> AlertNotifier field it feeds (SMTP_EMAIL feeds two fields, see notifier_from_env).
+# variable -> AlertNotifier field it feeds (SMTP_EMAIL feeds two fields, see notifier_from_env);
+# each is the setting of the same name in lower case.
 ENV_FIELDS = {
     "SMTP_HOST": "smtp_host",
     "SMTP_EMAIL": "email_from",
@@ -38,9 +37,6 @@ ENV_FIELDS = {
     "ALERT_EMAIL_TO": "email_to",
     "ALERT_WEBHOOK_URL": "webhook_url",
 }
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 class AlertNotifier(dg.ConfigurableResource):
@@ -97,20 +93,8 @@ class AlertNotifier(dg.ConfigurableResource):
         return notify_all(alert, self.email_config(), self.webhook_url or None, log)
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
-
-
-def notifier_from_env() -> AlertNotifier:
-    """An :class:`AlertNotifier` whose settings come from the environment (table in the module doc).
+def notifier_from_env(settings: Settings = SETTINGS) -> AlertNotifier:
+    """An :class:`AlertNotifier` bound to the variables ``settings`` found set (table in the module doc).
 
     Each *set* variable becomes a ``dg.EnvVar``, so secrets are resolved when the resource is
     initialised and never appear as values in the UI's resource config. An *unset* variable is
@@ -121,12 +105,11 @@ def notifier_from_env() -> AlertNotifier:
     code server needs for any environment change anyway.
     """
     fields: dict[str, Any] = {
-        field: dg.EnvVar(name) for name, field in ENV_FIELDS.items() if os.environ.get(name)
+        field: dg.EnvVar(name) for name, field in ENV_FIELDS.items() if getattr(settings, name.lower()) is not None
     }
-    if os.environ.get("SMTP_EMAIL") and os.environ.get("SMTP_PASSWORD"):
+    if settings.smtp_email and settings.smtp_password:
         fields["smtp_user"] = dg.EnvVar("SMTP_EMAIL")
-    port = env_number("SMTP_PORT", 587, int, minimum=1)
-    if os.environ.get("SMTP_PORT"):
+    if settings.smtp_port is not None:
         fields["smtp_port"] = dg.EnvVar.int("SMTP_PORT")
-    fields["smtp_use_tls"] = _env_bool("SMTP_USE_TLS", default=port != 25)
+    fields["smtp_use_tls"] = settings.smtp_use_tls if settings.smtp_use_tls is not None else settings.smtp_port != 25
     return AlertNotifier(**fields)

@@ -3,7 +3,8 @@
 A thin Dagster shell over :class:`taxi_assets.registry.tracking.TrackingStore` (plain MLflow):
 one MLflow run per model materialization tagged with the Dagster run, asset and partition,
 trials as child runs, every run ended FINISHED or FAILED, no lock files shared between
-deployments, and a store that is down fails the step within about a minute naming its URI.
+deployments, a store that is down fails the step within about a minute naming its URI, and a
+locked SQLite store is waited for (``lock_timeout_seconds``), then retried as an outage.
 
 Why not dagster-mlflow's ``mlflow_tracking``: it is a legacy function resource that opens
 one MLflow run per *Dagster run* at resource init and leaves it active (nothing ends it
@@ -24,7 +25,12 @@ from pydantic import Field
 
 from taxi_assets.defs.partitions import retry_transient
 from taxi_assets.registry.names import ASSET_KEY_TAG, PARTITION_TAG, RUN_ID_TAG
-from taxi_assets.registry.tracking import ModelRun, TrackingStore, TrackingStoreUnavailable
+from taxi_assets.registry.tracking import (
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    ModelRun,
+    TrackingStore,
+    TrackingStoreUnavailable,
+)
 from taxi_assets.settings import SETTINGS
 
 MLFLOW_RESOURCE_KEY = "mlflow"
@@ -43,21 +49,32 @@ class MlflowTracking(dg.ConfigurableResource):
     )
     username: str | None = Field(default=None, description="Server login (bind dg.EnvVar('MLFLOW_TRACKING_USERNAME')).")
     password: str | None = Field(default=None, description="Server password (bind dg.EnvVar('MLFLOW_TRACKING_PASSWORD')).")
-    request_timeout_seconds: int = Field(default=15, ge=1, le=600, description="Seconds per HTTP request to the store.")
-    max_retries: int = Field(default=2, ge=0, le=10, description="HTTP retries per request before the store counts as down.")
+    request_timeout_seconds: int = Field(
+        default=SETTINGS.mlflow_http_request_timeout, ge=1, le=600,
+        description="Seconds per HTTP request to the store (MLFLOW_HTTP_REQUEST_TIMEOUT).",
+    )  # fmt: skip
+    max_retries: int = Field(
+        default=SETTINGS.mlflow_http_request_max_retries, ge=0, le=10,
+        description="HTTP retries per request before the store counts as down (MLFLOW_HTTP_REQUEST_MAX_RETRIES).",
+    )  # fmt: skip
+    lock_timeout_seconds: float = Field(
+        default=DEFAULT_LOCK_TIMEOUT_SECONDS,
+        gt=0,
+        le=3600,
+        description="Seconds a store operation waits for a locked SQLite store (another run, `mlflow ui`, a backup) "
+        "before the step fails as an outage and is retried.",
+    )
 
     def store(self) -> TrackingStore:
-        # MLflow reads credentials from the environment only.
+        # MLflow reads credentials, its HTTP timeout and retries from the environment only.
         if self.username:
             os.environ["MLFLOW_TRACKING_USERNAME"] = self.username
         if self.password:
             os.environ["MLFLOW_TRACKING_PASSWORD"] = self.password
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.request_timeout_seconds)
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.max_retries)
         return TrackingStore(
-            self.tracking_uri,
-            self.experiment_name,
-            self.artifact_location,
-            request_timeout=self.request_timeout_seconds,
-            max_retries=self.max_retries,
+            self.tracking_uri, self.experiment_name, self.artifact_location, lock_timeout=self.lock_timeout_seconds
         )
 
     def reachable_store(self, context: dg.AssetExecutionContext, label: str) -> TrackingStore:

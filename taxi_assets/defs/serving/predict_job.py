@@ -34,7 +34,8 @@ inline and the GraphQL API answers ``RunConfigValidationInvalid``. What only the
 validation can see (a zone id outside 1..265, a negative distance, no records) fails the
 run with the same message the scoring server and ``taxi-assets predict`` give, e.g.
 ``predict: bad request: field 'trip_distance' must not be negative, got -1.0 in record 0``.
-No champion yet fails the run with "run the pipeline first".
+No champion yet fails the run with "run the pipeline first"; a champion whose files cannot be
+read fails it naming the model, version and file (the message ``taxi-assets predict`` gives).
 
 Model store: the ``model_registry`` resource (:class:`ModelRegistry`), by
 default ``SETTINGS.mlflow_tracking_uri`` (``MLFLOW_TRACKING_URI``); override it per run with
@@ -116,7 +117,7 @@ def markdown_table(records: list[dict], predictions: list[float], limit: int = M
 def predict_op(context: dg.OpExecutionContext, config: PredictConfig, model_registry: ModelRegistry):
     import pandas as pd
 
-    from taxi_assets.registry.serving import ModelNotFoundError
+    from taxi_assets.registry.serving import ModelLoadError, ModelNotFoundError
 
     records = [{name: getattr(r, name) for name in REQUEST_FIELDS} for r in config.records]
     if len(records) > MAX_RECORDS:
@@ -127,7 +128,7 @@ def predict_op(context: dg.OpExecutionContext, config: PredictConfig, model_regi
         )
     try:
         loaded = model_registry.load(config.model_uri)
-    except ModelNotFoundError as exc:
+    except (ModelNotFoundError, ModelLoadError) as exc:
         raise dg.Failure(description=f"predict: {exc}", allow_retries=False) from None
     frame = pd.DataFrame(
         {

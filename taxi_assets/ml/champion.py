@@ -82,13 +82,14 @@ def choose_champion(
     ``duration``), its ``challenger`` and ``previous`` (champion[month-1], or None with
     ``absent_reason`` saying why)."""
     check_trained_before(month, challenger, "challenger")
-    records, actual = rides[REQUEST_FIELDS], rides[TARGET].to_numpy()
-    challenger_rmse = float(regression_metrics(actual, challenger.predict(records))["rmse"])
-    previous_rmse = None
     if previous is not None:
         if previous.month >= month:
             raise ValueError(f"champion decision for {month}: the previous champion is champion_model[{previous.month}]")
         check_trained_before(month, previous.model, "previous champion")
+    records, actual = rides[REQUEST_FIELDS], rides[TARGET].to_numpy()
+    challenger_rmse = float(regression_metrics(actual, challenger.predict(records))["rmse"])
+    previous_rmse = None
+    if previous is not None:
         previous_rmse = float(regression_metrics(actual, previous.predict(records))["rmse"])
     promoted, decision = decide(challenger_rmse, previous_rmse, tolerance)
     if previous is None:

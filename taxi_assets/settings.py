@@ -54,7 +54,15 @@ from taxi_assets.io.env import env_number
 from taxi_assets.ml.representation import extended_features_enabled
 from taxi_assets.ml.schema import check_taxi_type
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The checkout this package runs from, or, for an installed wheel, the current folder
+    (where ``taxi-assets init`` writes ``.env`` and Dagster's CLI reads it)."""
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 SHARED_TLC_FOLDER = PROJECT_ROOT.parent / "shared" / "data" / "nyc-tlc"
 DOTENV_FILE = PROJECT_ROOT / ".env"
 

@@ -15,11 +15,27 @@ name-mismatch warning per component, hundreds a minute in a daemon.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import dagster as dg
 
 from taxi_assets.defs.automation.conditions import condition_for  # also silences beta/preview notices
+
+
+class _ReplacedCodeServerIsRoutine(logging.Filter):
+    """``dagster-daemon run`` on ``-m``/``-w`` (a code server it manages) starts a new code server
+    every minute and leaves the old one to stop when its heartbeats stop: that server's "No
+    heartbeat received in 20 seconds, shutting down" is routine, so it is logged at INFO, not as
+    a warning repeated every minute. Installed in the code server process, which imports this."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("No heartbeat received in "):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("dagster.code_server").addFilter(_ReplacedCodeServerIsRoutine())
 
 
 def _with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:

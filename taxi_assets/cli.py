@@ -85,6 +85,8 @@ def launch_and_wait(instance, launch_dir: Path, job_name: str, month: str, strea
     """Launch ``job_name`` for ``month`` against the code location with ``dagster job launch``
     (instance and workspace of ``launch_dir``), stream the run's progress from ``instance`` until
     it ends; returns the finished DagsterRun."""
+    from dagster import DagsterRunStatus
+
     run_id = str(uuid.uuid4())
     tags = {"dagster/partition": month, "taxi/launched_by": "taxi-assets run"}
     command = [
@@ -127,6 +129,12 @@ def launch_and_wait(instance, launch_dir: Path, job_name: str, month: str, strea
             cursor = connection.cursor
             if run.is_finished and not connection.has_more:
                 return run
+            if launcher.poll() and run.status in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
+                output = log.read_text(errors="replace").strip().splitlines()
+                raise SystemExit(
+                    f"taxi-assets run: `dagster job launch` failed to start {job_name}[{month}] "
+                    f"(exit {launcher.returncode}):\n" + "\n".join(output[-15:])
+                )
             if not connection.records:
                 time.sleep(0.5)
     except KeyboardInterrupt:

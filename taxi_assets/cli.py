@@ -45,7 +45,10 @@ QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def init(stream=sys.stdout) -> Path:
-    """Write the embedded instance config and the project's ``.env``; returns DAGSTER_HOME."""
+    """Write the embedded instance config, and the project's ``.env`` and ``workspace.yaml``
+    where they are missing (an installed wheel's folder); returns DAGSTER_HOME."""
+    import yaml
+
     from taxi_assets.instance import write_instance_yaml
 
     home = Path(os.environ["DAGSTER_HOME"]).expanduser() if os.environ.get("DAGSTER_HOME") else SETTINGS.dagster_home
@@ -55,6 +58,10 @@ def init(stream=sys.stdout) -> Path:
     if not env_file.exists():
         env_file.write_text(dotenv_text())
         print(f"wrote {env_file} (read by dagster/dg commands typed in {PROJECT_ROOT})", file=stream)
+    workspace_file = PROJECT_ROOT / "workspace.yaml"
+    if not workspace_file.exists():
+        workspace_file.write_text(yaml.safe_dump(WORKSPACE, sort_keys=False))
+        print(f"wrote {workspace_file} (dagster dev -w workspace.yaml)", file=stream)
     print(f"DAGSTER_HOME={home} (instance config {config})", file=stream)
     return home
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from taxi_assets.settings import exit_on_bad_settings
 
 with exit_on_bad_settings("taxi-assets"):  # a bad setting: one line naming it, exit 2, any subcommand
-    from taxi_assets.settings import PROJECT_ROOT, SETTINGS, dotenv_text
+    from taxi_assets.settings import PROJECT_ROOT, SETTINGS, child_environment, dotenv_text
 
 LOCATION_NAME = "taxi_assets"
 # The code location as the project's workspace.yaml (`dagster dev -w`, the daemon) names it:
@@ -107,14 +107,13 @@ def launch_and_wait(instance, launch_dir: Path, job_name: str, month: str, strea
     ]  # fmt: skip
     # What this process resolved, so the run cannot read another .env or default: the instance of
     # launch_dir (runs start at once, no daemon needed), this data source, data root and MLflow store.
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(launch_dir),
-        "TAXI_DATA_SOURCE": SETTINGS.data_source,
-        "TAXI_DATA_ROOT": str(SETTINGS.data_root),
-        "MLFLOW_TRACKING_URI": SETTINGS.mlflow_tracking_uri,
-        "MLFLOW_ARTIFACT_LOCATION": SETTINGS.mlflow_artifact_location,
-    }
+    env = child_environment(
+        DAGSTER_HOME=str(launch_dir),
+        TAXI_DATA_SOURCE=SETTINGS.data_source,
+        TAXI_DATA_ROOT=str(SETTINGS.data_root),
+        MLFLOW_TRACKING_URI=SETTINGS.mlflow_tracking_uri,
+        MLFLOW_ARTIFACT_LOCATION=SETTINGS.mlflow_artifact_location,
+    )
     print(f"== {job_name}[{month}]: run {run_id}", file=stream)
     log = launch_dir / f"{job_name}-{month}.log"
     with open(log, "w") as out:

@@ -427,6 +427,12 @@ def export_library_environment(settings: Settings) -> None:
         os.environ["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
 
 
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment of a subprocess the project starts (``dagster job launch``): this
+    process's own, with ``overrides`` (the values this process resolved) on top."""
+    return {**os.environ, **overrides}
+
+
 def load_settings() -> Settings:
     """The project's ``.env`` into the environment (unset variables only: the shell wins; Dagster's
     CLI, subprocesses and ``dg.EnvVar`` see it too), then the validated settings, then the

@@ -195,3 +195,14 @@ def test_automation_never_requests_a_month_that_cannot_train(instance):
     dg.materialize([fake_cleaned, fake_training_set], selection=["training_set"], partition_key="2023-02", instance=instance)
     result = dg.evaluate_automation_conditions(defs=small, instance=instance, cursor=result.cursor)
     assert result.get_requested_partitions(dg.AssetKey("training_set")) == set()
+
+
+def test_first_start_with_zero_bootstrap_months_ingests_nothing():
+    """TAXI_BOOTSTRAP_MONTHS=0: the newest published month is found (the cursor starts there)
+    but nothing is requested (before, the newest month was requested anyway)."""
+    published = {"2023-12", "2024-01", "2024-02"}
+    all_months = ["2023-11", "2023-12", "2024-01", "2024-02", "2024-03"]
+    assert sensors.newest_published(all_months, published.__contains__, 0) == ([], "2024-02")
+    assert sensors.newest_published(all_months, published.__contains__, 2) == (["2024-01", "2024-02"], "2024-02")
+    assert sensors.newest_published(all_months, published.__contains__, 5) == (["2023-12", "2024-01", "2024-02"], "2024-02")
+    assert sensors.newest_published(all_months, set().__contains__, 3) == ([], None)

@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
-#   make run    set up .venv, install the project, run the main job (train 2024-01, validate 2024-02)
-#   make test   set up .venv with the test extra, run the test suite
+#   make run    set up .venv with the runtime dependencies, run the main job (train 2024-01, validate 2024-02)
+#   make test   add the test extra to .venv, check the dependencies, lint, run the test suite
 #
 # Configuration lives in one place: the environment, completed by the .env file that
 # `taxi-assets init` writes (see taxi_assets/settings.py). Offline-first: when
@@ -11,18 +11,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MONTH ?= 2024-02
 
-.PHONY: setup run test test-fast lint dev bench clean
+.PHONY: setup setup-test run test test-fast lint deps dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --upgrade pip
 
-# Reinstall only when the project metadata changes.
+# The runtime install (make run, make dev): the project and its pinned dependencies, no test
+# tools. Pip shows its progress; reinstalled only when the project metadata changes.
 $(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install -e .
+	touch $@
+
+# The test extra on top of it (make test, test-fast, lint, deps).
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -e ".[test]"
 	touch $@
 
 setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test
 
 run: setup
 	$(BIN)/taxi-assets run --month $(MONTH)
@@ -31,21 +39,29 @@ run: setup
 # daemon are built once); TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 
-test: setup lint
+test: setup-test deps lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The pure core (no real months, servers, Postgres or Dagster runs): under two minutes.
-test-fast: setup
+test-fast: setup-test
 	$(BIN)/python -m pytest -q -m fast
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check taxi_assets taxi_assets_tests benchmarks
 
+# Every imported distribution declared, every declared one used ([tool.deptry] in pyproject.toml):
+# the whole tree, then the code location alone with the test extra as development-only.
+deps: setup-test
+	$(BIN)/deptry .
+	$(BIN)/deptry taxi_assets --optional-dependencies-dev-groups test
+
+# The UI and the daemon through dg (the project's code location from [tool.dg.project]), in
+# this venv: dg warns when the active venv is not the project's, so it is made the active one.
 dev: setup
 	$(BIN)/taxi-assets init
-	$(BIN)/dagster dev -w workspace.yaml --log-level warning
+	VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dg dev --log-level warning
 
-bench: setup
+bench: setup-test
 	for b in benchmarks/*.py; do case $$b in */_*) ;; *) $(BIN)/python $$b || exit 1;; esac; done
 
 clean:

@@ -7,9 +7,9 @@ typed in the project root and ``taxi-assets`` agree on the instance, data source
 
 ``taxi-assets run --month 2024-02`` is the main job of the Quickstart: it launches the
 ``prepare_month`` job for each training month, then ``taxi_pipeline`` for the validation
-month, as real runs of the ``taxi_assets`` code location (the same workspace ``dagster dev``
-loads, so they appear under their jobs in the UI), streams their progress, and prints the
-models' validation RMSE.
+month, as real runs of the ``taxi_assets`` code location (``dagster job launch`` on the
+workspace ``dagster dev`` loads, so they appear under their jobs in the UI), streams their
+progress from the instance, and prints the models' validation RMSE.
 
 ``taxi-assets predict --pu 236 --do 239 --distance 1.98`` scores one ride with the registered
 champion model (or ``--model-uri``); ``--json rides.json`` scores the records of a file (the
@@ -25,21 +25,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from taxi_assets.settings import exit_on_bad_settings
 
 with exit_on_bad_settings("taxi-assets"):  # a bad setting: one line naming it, exit 2, any subcommand
-    from taxi_assets.settings import PROJECT_ROOT, SETTINGS, dotenv_text
+    from taxi_assets.settings import PROJECT_ROOT, SETTINGS, child_environment, dotenv_text
 
-WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 LOCATION_NAME = "taxi_assets"
+# The code location as the project's workspace.yaml (`dagster dev -w`, the daemon) names it:
+# runs launched against it carry its origin, so they appear under their jobs in the UI.
+WORKSPACE = {
+    "load_from": [
+        {"python_module": {"module_name": "taxi_assets.definitions", "attribute": "defs", "location_name": LOCATION_NAME}}
+    ]
+}
+# The run worker's own console stays quiet: this command prints the run's events itself.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def init(stream=sys.stdout) -> Path:
-    """Write the embedded instance config and the project's ``.env``; returns DAGSTER_HOME."""
+    """Write the embedded instance config, and the project's ``.env`` and ``workspace.yaml``
+    where they are missing (an installed wheel's folder); returns DAGSTER_HOME."""
+    import yaml
+
     from taxi_assets.instance import write_instance_yaml
 
     home = SETTINGS.dagster_home
@@ -49,6 +63,10 @@ def init(stream=sys.stdout) -> Path:
     if not env_file.exists():
         env_file.write_text(dotenv_text())
         print(f"wrote {env_file} (read by dagster/dg commands typed in {PROJECT_ROOT})", file=stream)
+    workspace_file = PROJECT_ROOT / "workspace.yaml"
+    if not workspace_file.exists():
+        workspace_file.write_text(yaml.safe_dump(WORKSPACE, sort_keys=False))
+        print(f"wrote {workspace_file} (dagster dev -w workspace.yaml)", file=stream)
     print(f"DAGSTER_HOME={home} (instance config {config})", file=stream)
     return home
 
@@ -75,95 +93,106 @@ def _print_event(record, stream) -> None:
         print(f"{stamp} {event.step_key or '':<22} {kind.lower().replace('_', ' ')} {detail}".rstrip(), file=stream)
 
 
-def launch_and_wait(context, instance, job_name: str, month: str, stream=sys.stdout) -> object:
-    """Create a run of ``job_name`` for ``month`` against the code location, launch it, stream
-    its progress until it ends; returns the finished DagsterRun."""
-    from dagster._core.definitions.selector import JobSubsetSelector
+def launch_and_wait(instance, launch_dir: Path, job_name: str, month: str, stream=sys.stdout):
+    """Launch ``job_name`` for ``month`` against the code location with ``dagster job launch``
+    (instance and workspace of ``launch_dir``), stream the run's progress from ``instance`` until
+    it ends; returns the finished DagsterRun."""
+    from dagster import DagsterRunStatus
 
-    location = context.get_code_location(LOCATION_NAME)
-    (repository,) = location.get_repositories().values()
-    selector = JobSubsetSelector(
-        location_name=LOCATION_NAME, repository_name=repository.name, job_name=job_name, op_selection=None
+    run_id = str(uuid.uuid4())
+    tags = {"dagster/partition": month, "taxi/launched_by": "taxi-assets run"}
+    command = [
+        sys.executable, "-m", "dagster", "job", "launch", "-w", str(launch_dir / "workspace.yaml"), "-j", job_name,
+        "--run-id", run_id, "--tags", json.dumps(tags), "--config-json", json.dumps(QUIET_CONSOLE),
+    ]  # fmt: skip
+    # What this process resolved, so the run cannot read another .env or default: the instance of
+    # launch_dir (runs start at once, no daemon needed), this data source, data root and MLflow store.
+    env = child_environment(
+        DAGSTER_HOME=str(launch_dir),
+        TAXI_DATA_SOURCE=SETTINGS.data_source,
+        TAXI_DATA_ROOT=str(SETTINGS.data_root),
+        MLFLOW_TRACKING_URI=SETTINGS.mlflow_tracking_uri,
+        MLFLOW_ARTIFACT_LOCATION=SETTINGS.mlflow_artifact_location,
     )
-    remote_job = location.get_job(selector)
-    tags = {**remote_job.tags, "dagster/partition": month, "taxi/launched_by": "taxi-assets run"}
-    # The run worker's own console stays quiet: this command prints the run's events itself.
-    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    plan = location.get_execution_plan(
-        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
-    )
-    run = instance.create_run(
-        job_name=job_name,
-        run_id=None,
-        run_config=run_config,
-        resolved_op_selection=None,
-        step_keys_to_execute=None,
-        op_selection=None,
-        status=None,
-        root_run_id=None,
-        parent_run_id=None,
-        tags=tags,
-        job_snapshot=remote_job.job_snapshot,
-        execution_plan_snapshot=plan.execution_plan_snapshot,
-        parent_job_snapshot=remote_job.parent_job_snapshot,
-        remote_job_origin=remote_job.get_remote_origin(),
-        job_code_origin=remote_job.get_python_origin(),
-        asset_selection=None,
-        asset_check_selection=None,
-        asset_graph=repository.asset_graph,
-    )
-    print(f"== {job_name}[{month}]: run {run.run_id}", file=stream)
-    instance.launch_run(run.run_id, context)
-    cursor = None
+    print(f"== {job_name}[{month}]: run {run_id}", file=stream)
+    log = launch_dir / f"{job_name}-{month}.log"
+    with open(log, "w") as out:
+        # Its own session: Ctrl-C reaches this command only, which terminates the run itself.
+        launcher = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    cursor, run = None, None
     try:
         while True:
-            connection = instance.get_records_for_run(run.run_id, cursor=cursor, limit=500)
+            run = instance.get_run_by_id(run_id)  # before the records: a finished run's last event is in them
+            if run is None:
+                if launcher.poll() is not None:
+                    output = log.read_text(errors="replace").strip().splitlines()
+                    raise SystemExit(
+                        f"taxi-assets run: `dagster job launch` could not launch {job_name}[{month}] "
+                        f"(exit {launcher.returncode}):\n" + "\n".join(output[-15:])
+                    )
+                time.sleep(0.5)
+                continue
+            connection = instance.get_records_for_run(run_id, cursor=cursor, limit=500)
             for record in connection.records:
                 _print_event(record, stream)
             cursor = connection.cursor
-            current = instance.get_run_by_id(run.run_id)
-            if current.is_finished and not connection.has_more:
-                return current
+            if run.is_finished and not connection.has_more:
+                return run
+            if launcher.poll() and run.status in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
+                output = log.read_text(errors="replace").strip().splitlines()
+                raise SystemExit(
+                    f"taxi-assets run: `dagster job launch` failed to start {job_name}[{month}] "
+                    f"(exit {launcher.returncode}):\n" + "\n".join(output[-15:])
+                )
             if not connection.records:
                 time.sleep(0.5)
     except KeyboardInterrupt:
-        print(f"interrupted: terminating run {run.run_id}", file=stream)
-        instance.run_launcher.terminate(run.run_id)
+        if run is not None:
+            print(f"interrupted: terminating run {run_id}", file=stream)
+            instance.run_launcher.terminate(run_id)
+        else:  # not created yet: stop the launch itself
+            launcher.terminate()
         raise
+    finally:
+        # `dagster job launch` ends once its code server has seen the run finish.
+        try:
+            launcher.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
 
 
 def run_pipeline(month: str, stream=sys.stdout) -> dict[str, dict]:
     """Materialize everything month ``month`` needs; return each model's validation metrics."""
     init(stream=open(os.devnull, "w"))
     import dagster as dg
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    import yaml
 
     from taxi_assets import months
+    from taxi_assets.instance import immediate_launch_config
 
     months.parse(month)
-    with dg.DagsterInstance.get() as instance:
+    home = SETTINGS.dagster_home
+    with dg.DagsterInstance.get() as instance, tempfile.TemporaryDirectory(prefix="taxi-assets-run-") as tmp:
+        launch_dir = Path(tmp)
+        (launch_dir / "dagster.yaml").write_text(yaml.safe_dump(immediate_launch_config(home), sort_keys=False))
+        (launch_dir / "workspace.yaml").write_text(yaml.safe_dump(WORKSPACE, sort_keys=False))
         print(
-            f"Dagster instance: {SETTINGS.dagster_home}; data root: {SETTINGS.type_root}; "
-            f"source: {SETTINGS.data_source}",
+            f"Dagster instance: {home}; data root: {SETTINGS.type_root}; source: {SETTINGS.data_source}",
             file=stream,
         )
-        target = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)])
-        with WorkspaceProcessContext(instance, target, code_server_log_level="WARNING") as process_context:
-            context = process_context.create_request_context()
-            errors = context.get_code_location_error(LOCATION_NAME)
-            if errors is not None:
-                raise SystemExit(f"taxi-assets run: the code location does not load: {errors.message}")
-            launches = [("prepare_month", m) for m in months.previous_months(month, SETTINGS.train_months)]
-            for job_name, partition in [*launches, ("taxi_pipeline", month)]:
-                run = launch_and_wait(context, instance, job_name, partition, stream)
-                if run.status != dg.DagsterRunStatus.SUCCESS:
-                    print(
-                        f"\n{job_name}[{partition}] ended {run.status.value}: see "
-                        f"{SETTINGS.ui_base_url}/runs/{run.run_id} (make dev)",
-                        file=stream,
-                    )
-                    raise SystemExit(1)
+        launches = [("prepare_month", m) for m in months.previous_months(month, SETTINGS.train_months)]
+        for job_name, partition in [*launches, ("taxi_pipeline", month)]:
+            run = launch_and_wait(instance, launch_dir, job_name, partition, stream)
+            if run.status != dg.DagsterRunStatus.SUCCESS:
+                print(
+                    f"\n{job_name}[{partition}] ended {run.status.value}: see "
+                    f"{SETTINGS.ui_base_url}/runs/{run.run_id} (make dev)",
+                    file=stream,
+                )
+                raise SystemExit(1)
         table = model_metrics(instance, month)
     print_leaderboard(month, table, stream)
     return table

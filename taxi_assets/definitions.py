@@ -4,16 +4,38 @@
 file all load ``defs``. Every asset after ``raw_trips`` gets its automation condition here, in
 one place (``defs/automation/conditions.py``), and code references link each asset to its
 source (on GitHub when the checkout has a remote, else the local file).
+
+The folder is loaded from the ``taxi_assets.defs`` module itself (``dg.ComponentTree``), not
+through ``dg.load_from_defs_folder``, which needs the checkout's ``pyproject.toml`` (an installed
+wheel has none) and takes the location name from it: every load under another name (a plain
+``-m taxi_assets.definitions`` server is named ``taxi_assets.definitions``) then logged a
+name-mismatch warning per component, hundreds a minute in a daemon.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import dagster as dg
 
 from taxi_assets.defs.automation.conditions import condition_for  # also silences beta/preview notices
+
+
+class _ReplacedCodeServerIsRoutine(logging.Filter):
+    """``dagster-daemon run`` on ``-m``/``-w`` (a code server it manages) starts a new code server
+    every minute and leaves the old one to stop when its heartbeats stop: that server's "No
+    heartbeat received in 20 seconds, shutting down" is routine, so it is logged at INFO, not as
+    a warning repeated every minute. Installed in the code server process, which imports this."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("No heartbeat received in "):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("dagster.code_server").addFilter(_ReplacedCodeServerIsRoutine())
 
 
 def _with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -24,7 +46,10 @@ def _with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
 @functools.cache
 def load_defs() -> dg.Definitions:
     """The resolved Definitions (cached: loading the folder twice would build everything twice)."""
-    loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    from taxi_assets import defs as defs_module
+
+    tree = dg.ComponentTree.from_module(defs_module=defs_module, project_root=Path(__file__).resolve().parents[1])
+    loaded = tree.build_defs()
     loaded = loaded.map_resolved_asset_specs(func=_with_automation)
     return link_code_references(loaded)
 

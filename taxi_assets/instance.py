@@ -1,21 +1,17 @@
 """The embedded Dagster instance: its ``dagster.yaml`` and a run launcher the run monitor can ask.
 
 ``taxi-assets init`` (run by ``make run`` / ``make dev``) writes ``$DAGSTER_HOME/dagster.yaml``
-from :data:`EMBEDDED_INSTANCE_YAML`: SQLite storage beside it (Dagster's default), no
-telemetry (offline-first), a run queue sized for a laptop, one model-training step at a time
-across all runs (the ``model_training`` pool: each fit already uses every core), and run
-monitoring with :class:`LocalRunLauncher`.
+from the package's ``instance.yaml``: SQLite storage beside it, no telemetry, a run queue
+sized for a laptop, one model-training step at a time across all runs (pool
+``model_training``) and run monitoring with :class:`LocalRunLauncher`.
 
-Why a launcher of our own: Dagster's run monitor can only tell that a run's worker died when
-the run launcher answers ``check_run_worker_health``, and the default launcher (a subprocess
-of the code server) does not. So a run killed with ``kill -9`` (or the OOM killer) stayed
-STARTED forever and its step processes kept running as orphans. :class:`LocalRunLauncher`
-launches exactly like the default one and answers the health check from the process ids
-Dagster records on the run's events: the run worker's (``RUN_START``) and each step's
-(``STEP_START``). When the worker is gone, the step processes it left are terminated and the
-monitor marks the run FAILED (then ``run_failure_alert`` reports it). It only sees processes
-on its own machine, which is what the embedded instance is for; deployments on Kubernetes use
-their launcher's own health checks (deploy/dagster.yaml).
+Why a launcher of our own: the run monitor can only tell that a run's worker died when the
+launcher answers ``check_run_worker_health``, and the default one does not, so a run killed
+with ``kill -9`` stayed STARTED forever and its step processes ran on as orphans.
+:class:`LocalRunLauncher` launches like the default one and answers from the process ids on
+the run's events (``RUN_START``, ``STEP_START``): when the worker is gone, its step processes
+are terminated and the monitor marks the run FAILED. It sees only its own machine's processes
+(psutil); Kubernetes deployments use their launcher's checks (deploy/dagster.yaml).
 """
 
 from __future__ import annotations
@@ -24,54 +20,18 @@ import contextlib
 import os
 import signal
 import time
+from importlib.resources import files
 from pathlib import Path
 
+import psutil
+import yaml
 from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
+
+# No public API: dagster exports neither type, and check_run_worker_health must return them.
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
 INSTANCE_MARKER = "# taxi-assets embedded instance"
-
-EMBEDDED_INSTANCE_YAML = f"""\
-{INSTANCE_MARKER} (written by `taxi-assets init`; rewritten when the project changes it;
-# delete this line to keep your own edits). Runs, events and schedules live in SQLite files
-# beside this one. Production: deploy/dagster.yaml (Postgres, run queue limits, retries).
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-
-# Run logs on the console (dagster dev's terminal, `dagster asset materialize`): INFO and above,
-# i.e. the assets' own progress lines and failures, not every engine event. The UI keeps all.
-python_logs:
-  python_log_level: INFO
-
-# Sensors, automation and backfills queue runs; the daemon starts at most four at a time, never
-# two runs of the same month at once (they would write the same files). Model steps (pool
-# "model_training") run one at a time across all runs: each fit already uses every core.
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-    tag_concurrency_limits:
-      - key: dagster/partition
-        value:
-          applyLimitPerUniqueValue: true
-        limit: 1
-  pools:
-    default_limit: 1
-
-# A run whose worker died (kill -9, out of memory) is marked FAILED within a poll interval and
-# its orphaned step processes are ended (taxi_assets.instance.LocalRunLauncher).
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180
-  cancel_timeout_seconds: 180
-  max_resume_run_attempts: 0
-  poll_interval_seconds: 15
-
-run_launcher:
-  module: taxi_assets.instance
-  class: LocalRunLauncher
-"""
+EMBEDDED_INSTANCE_YAML = files("taxi_assets").joinpath("instance.yaml").read_text()
 
 
 def write_instance_yaml(home: Path) -> Path:
@@ -86,37 +46,44 @@ def write_instance_yaml(home: Path) -> Path:
     return config
 
 
-# --- processes --------------------------------------------------------------------------------
+def immediate_launch_config(home: Path) -> dict:
+    """The instance of ``home`` (its ``dagster.yaml``) with runs launched at once instead of queued.
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    ``taxi-assets run`` launches through ``dagster job launch``, which submits to the instance's
+    run coordinator: the queue only the daemon drains. This configuration writes to the same
+    storage (the SQLite files of ``home`` unless the file names other storage) through Dagster's
+    ``DefaultRunCoordinator``, so the run starts at once, as the UI's runs do, without a daemon.
+    """
+    config_file = home / "dagster.yaml"
+    config = (yaml.safe_load(config_file.read_text()) if config_file.exists() else None) or {}
+    config.pop("run_queue", None)
+    config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
+    if "storage" not in config:
+        config["storage"] = {"sqlite": {"base_dir": str(home)}}
+    config.setdefault(
+        "local_artifact_storage",
+        {"module": "dagster.core.storage.root", "class": "LocalArtifactStorage", "config": {"base_dir": str(home)}},
+    )
+    config.setdefault(
+        "compute_logs",
+        {
+            "module": "dagster.core.storage.local_compute_log_manager",
+            "class": "LocalComputeLogManager",
+            "config": {"base_dir": str(home / "storage")},
+        },
+    )
+    return config
 
 
-def _boot_time() -> float | None:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (state first, then the parent
-    pid, ...), or None when it cannot be read (gone, or no ``/proc``)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
+# --- processes (psutil) -------------------------------------------------------------------------
 
 
 def process_start_time(pid: int) -> float | None:
-    """Unix time a process started (Linux ``/proc``), or None when unknown or gone."""
-    boot = _boot_time()
-    fields = _stat_fields(pid)
-    if boot is None or fields is None:
+    """Unix time a process started, or None when unknown or gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    return boot + int(fields[19]) / _CLOCK_TICKS  # field 22 of stat: starttime in clock ticks
 
 
 def is_same_process(pid: int, started_before: float) -> bool:
@@ -125,36 +92,35 @@ def is_same_process(pid: int, started_before: float) -> bool:
     if not is_alive(pid):
         return False
     start = process_start_time(pid)
-    return start is None or start <= started_before + 2.0  # no /proc (macOS): alive is all we know
+    return start is None or start <= started_before + 2.0
 
 
 def terminate(pids: list[int], grace_seconds: float = 5.0) -> list[int]:
     """SIGTERM, then SIGKILL after ``grace_seconds``; returns the pids signalled."""
-    signalled = []
+    signalled: list[psutil.Process] = []
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-            signalled.append(pid)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            process = psutil.Process(pid)
+            process.terminate()
+            signalled.append(process)
     deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline and any(is_alive(p) for p in signalled):
+    while time.monotonic() < deadline and any(is_alive(p.pid) for p in signalled):
         time.sleep(0.2)
-    for pid in signalled:
-        if is_alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-    return signalled
+    for process in signalled:
+        if is_alive(process.pid):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                process.kill()
+    return [p.pid for p in signalled]
 
 
 def is_alive(pid: int) -> bool:
     """The process exists and is not a zombie waiting for its parent."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess is one too
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    fields = _stat_fields(pid)
-    return fields is None or fields[0] != "Z"
 
 
 class LocalRunLauncher(DefaultRunLauncher):
@@ -205,9 +171,11 @@ _WATCHING = False
 
 
 def _parent_of(pid: int) -> int | None:
-    """The parent pid of ``pid`` (Linux ``/proc``; ``None`` where it cannot be read)."""
-    fields = _stat_fields(pid)
-    return int(fields[1]) if fields else None
+    """The parent pid of ``pid`` (``None`` when it is gone or cannot be read)."""
+    try:
+        return psutil.Process(pid).ppid()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 def end_with_run_worker(instance, run_id: str, poll_seconds: float = 1.0) -> bool:

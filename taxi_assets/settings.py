@@ -37,7 +37,15 @@ from taxi_assets.io import storage
 from taxi_assets.io.download import TLC_BASE_URL
 from taxi_assets.ml.schema import TAXI_TYPES
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The checkout this package runs from, or, for an installed wheel, the current folder
+    (where ``taxi-assets init`` writes ``.env`` and Dagster's CLI reads it)."""
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 SHARED_TLC_FOLDER = PROJECT_ROOT.parent / "shared" / "data" / "nyc-tlc"
 DOTENV_FILE = PROJECT_ROOT / ".env"
 EXECUTORS = ("multiprocess", "in_process", "dask", "k8s", "celery_k8s")
@@ -417,6 +425,12 @@ def export_library_environment(settings: Settings) -> None:
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = str(settings.mlflow_enable_artifacts_progress_bar).lower()
     if settings.s3_endpoint_url and not (settings.aws_endpoint_url_s3 or settings.aws_endpoint_url):
         os.environ["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment of a subprocess the project starts (``dagster job launch``): this
+    process's own, with ``overrides`` (the values this process resolved) on top."""
+    return {**os.environ, **overrides}
 
 
 def load_settings() -> Settings:

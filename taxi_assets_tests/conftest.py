@@ -106,6 +106,8 @@ def _restore_mlflow_tracking_uri():
 # finishing a long file alone at the end. Only the order changes; every file still runs.
 LONGEST_FILES_FIRST = (
     "test_system.py",
+    "test_packaging.py",
+    "test_code_location_logs.py",
     "test_dask_executor.py",
     "test_daemon_faults.py",
     "test_alerts.py",

@@ -64,6 +64,7 @@ def test_compose_services_match_the_dockerfiles_and_workspace():
     cmd = dockerfile_cmd(DEPLOY / "Dockerfile")
     assert user_code["command"] == cmd == [
         "dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "taxi_assets.definitions",
+        "--location-name", "taxi_assets",
     ]
     port = cmd[cmd.index("-p") + 1]
     assert f"EXPOSE {port}" in (DEPLOY / "Dockerfile").read_text()

@@ -244,3 +244,12 @@ def test_champion_line_is_decided_month_after_month(instance):
     dg.materialize([fake_board, fake_champion], selection=["champion_model"], partition_key="2024-02",
                    instance=instance, resources=resources)
     assert tick(cursor)[0] == []
+def test_first_start_with_zero_bootstrap_months_ingests_nothing():
+    """TAXI_BOOTSTRAP_MONTHS=0: the newest published month is found (the cursor starts there)
+    but nothing is requested (before, the newest month was requested anyway)."""
+    published = {"2023-12", "2024-01", "2024-02"}
+    all_months = ["2023-11", "2023-12", "2024-01", "2024-02", "2024-03"]
+    assert sensors.newest_published(all_months, published.__contains__, 0) == ([], "2024-02")
+    assert sensors.newest_published(all_months, published.__contains__, 2) == (["2024-01", "2024-02"], "2024-02")
+    assert sensors.newest_published(all_months, published.__contains__, 5) == (["2023-12", "2024-01", "2024-02"], "2024-02")
+    assert sensors.newest_published(all_months, set().__contains__, 3) == ([], None)

@@ -144,14 +144,14 @@ with without_type_hint_advice():
 
 
 def _requirements(predictor: TripDurationPredictor) -> list[str]:
-    from importlib.metadata import version
+    """The model's pip requirements, as installed here. A booster is named by the distribution
+    that provides its module in this environment (``xgboost-cpu`` for ``xgboost``)."""
+    from importlib.metadata import packages_distributions, version
 
     packages = ["mlflow", "scikit-learn", "scipy", "numpy", "pandas", "joblib"]
-    module = type(predictor.estimator).__module__
-    if module.startswith("xgboost"):
-        packages.append("xgboost")
-    elif module.startswith("lightgbm"):
-        packages.append("lightgbm")
+    module = type(predictor.estimator).__module__.split(".")[0]
+    if module in ("xgboost", "lightgbm"):
+        packages.append(packages_distributions().get(module, [module])[0])
     return [f"{p}=={version(p)}" for p in packages]
 
 

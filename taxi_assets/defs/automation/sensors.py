@@ -48,13 +48,13 @@ def newest_published(all_months: list[str], is_published, count: int) -> tuple[l
     newest = None
     for month in reversed(all_months[-MAX_BOOTSTRAP_PROBES:]):
         if not is_published(month):
-            if found:
+            if newest is not None:
                 break  # TLC publishes in order: a gap means older months are absent too
             continue
         newest = newest or month
-        found.append(month)
-        if len(found) >= count:
+        if len(found) >= count:  # TAXI_BOOTSTRAP_MONTHS=0: the newest month is found, none ingested
             break
+        found.append(month)
     return sorted(found), newest
 
 

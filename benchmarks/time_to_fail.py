@@ -1,19 +1,16 @@
-"""How long a user waits for a clear failure, at the project's defaults.
+"""How long a user waits for a clear failure, at the project's defaults (benchmarks/README.md, 8).
 
-Each case materializes real assets of the code location in this process (``dg.materialize``
-with the code location's resources and an ephemeral instance) and times until the run has
-failed, with the failure's first line; figures go to benchmarks/README.md (section 8):
+Each case materializes real assets of the code location in this process (``dg.materialize``,
+the code location's resources, an ephemeral instance) and times until the run has failed:
 
-* ``hanging source``: ``raw_trips[2023-06]`` from a local HTTP server that sends the headers of
-  the file and then nothing (requests' read timeout ends each attempt);
-* ``trickling source``: the same server sending one byte a second (each read succeeds: the read
-  loop's progress deadline, under 64 KiB in 30 s, ends each attempt);
-* ``MLflow down``: ``linear_regression[2024-02]`` with ``MLFLOW_TRACKING_URI`` on a closed port;
-* ``corrupt stored input``: ``linear_regression[2024-02]`` whose stored ``training_set`` was
-  truncated: permanent, no retry.
+* ``hanging source``: ``raw_trips[2023-06]`` from a local server that sends the headers, then
+  nothing (requests' read timeout ends each attempt); ``trickling source``: one byte a second
+  (every read succeeds: the read loop's progress deadline, under 64 KiB in 30 s, ends it);
+* ``MLflow down``: ``linear_regression[2024-02]`` with the tracking URI on a closed port;
+* ``corrupt stored input``: its stored ``training_set`` truncated: permanent, no retry.
 
-A transient failure retries the step (``TAXI_MAX_RETRIES`` = 2, ``TAXI_RETRY_DELAY_SECONDS`` =
-30 then 60 s); ``before`` is the figure measured with the previous design, for comparison.
+Transient failures retry the step (``TAXI_MAX_RETRIES`` = 2, 30 then 60 s apart); ``before``
+is the figure measured with the previous design.
 
     python benchmarks/time_to_fail.py [--cases hanging_source,trickling_source,mlflow_down,corrupt_input]
 """

@@ -183,7 +183,9 @@ def _download(url: str, file_name: str, dest_dir: Path, timeout: float) -> tuple
 
 
 def _body_chunks(response: requests.Response, what: str, timeout: float) -> Iterator[bytes]:
-    """The body as it arrives (``read1``: whatever one socket read brings), failing a stalled one."""
+    """The body as it arrives, failing a stalled one. ``read1`` returns what one socket read
+    brings, so the deadline is checked after every read (``iter_content`` would block until a
+    whole chunk had arrived, byte by trickled byte)."""
     length = response.headers.get("Content-Length", "")
     identity = response.headers.get("Content-Encoding", "identity") == "identity"
     of = f" of {int(length):,}" if length.isdigit() and identity else ""

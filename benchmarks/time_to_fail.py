@@ -1,26 +1,20 @@
-"""How long a user waits for a clear failure, at the project's defaults (issue 12's figures).
+"""How long a user waits for a clear failure, at the project's defaults (benchmarks/README.md, 8).
 
-Each case materializes real assets of the code location in this process (``dg.materialize``
-with the code location's resources and an ephemeral instance) and times until the run has
-failed, with the failure's first line:
+Each case materializes real assets of the code location in this process (``dg.materialize``,
+the code location's resources, an ephemeral instance) and times until the run has failed:
 
-* ``hanging source``: ``raw_trips[2024-01]`` from a local HTTP server that sends the headers of
-  the file and then nothing: the data source's defaults (30 s without progress, 2 retries, 2 +
-  4 s apart) make it ~95 s, reported as a timeout (before: ``is corrupt: truncated`` after
-  ~255 s); the step is not retried again on top (the download did its retries);
-* ``MLflow down``: ``linear_regression[2024-02]`` with ``MLFLOW_TRACKING_URI`` on a closed port:
-  each attempt fails before training, and the step is retried as an outage
-  (``TAXI_MAX_RETRIES`` = 2, ``TAXI_RETRY_DELAY_SECONDS`` = 30 then 60: the delays are most of
-  the time; before: 929 s);
-* ``corrupt stored input``: ``linear_regression[2024-02]`` whose stored ``training_set`` was
-  truncated: permanent, no retry (before: 155 s, 2 retries, no path);
-* ``MLflow locked 20 s`` / ``MLflow locked``: the embedded SQLite store held by another process
-  (``BEGIN EXCLUSIVE``) for 20 s, then for good, while ``linear_regression[2024-02]`` runs:
-  the first is waited out (a success, timed), the second fails each attempt after the
-  ``mlflow`` resource's ``lock_timeout_seconds`` (45) and is retried as an outage (before: a
-  raw ``database is locked`` traceback after 6 s, no retry).
+* ``hanging source``: ``raw_trips[2023-06]`` from a local server that sends the headers, then
+  nothing (requests' read timeout ends each attempt); ``trickling source``: one byte a second
+  (every read succeeds: the read loop's progress deadline, under 64 KiB in 30 s, ends it);
+* ``MLflow down``: ``linear_regression[2024-02]`` with the tracking URI on a closed port;
+* ``corrupt stored input``: its stored ``training_set`` truncated: permanent, no retry;
+* ``MLflow locked 20 s`` / ``for good``: the SQLite store held by another process (``BEGIN
+  EXCLUSIVE``): waited out, or failed after ``lock_timeout_seconds`` (45) and retried.
 
-    python benchmarks/time_to_fail.py [--cases hanging_source,mlflow_down,corrupt_input,mlflow_locked_20s,mlflow_locked]
+Transient failures retry the step (``TAXI_MAX_RETRIES`` = 2, 30 then 60 s apart); ``before``
+is the figure measured with the previous design.
+
+    python benchmarks/time_to_fail.py [--cases hanging_source,trickling_source,mlflow_down,corrupt_input,mlflow_locked_20s,mlflow_locked]
 """
 
 from __future__ import annotations
@@ -37,7 +31,12 @@ from pathlib import Path
 
 import _common as c  # the script's folder is on sys.path when run as a script
 
-CASES = ("hanging_source", "mlflow_down", "corrupt_input", "mlflow_locked_20s", "mlflow_locked")
+CASES = ("hanging_source", "trickling_source", "mlflow_down", "corrupt_input", "mlflow_locked_20s", "mlflow_locked")
+# Measured before (benchmarks/README.md, section 8): the downloader retried a hang itself (3
+# attempts, 2 + 4 s apart) and the step did not; a trickle was cut by a watchdog thread; a locked
+# store failed at once with a raw traceback.
+BEFORE = {"hanging_source": "96.3", "trickling_source": "-", "mlflow_down": "107.0", "corrupt_input": "0.3",
+          "mlflow_locked_20s": "6 (failed)", "mlflow_locked": "6 (failed)"}  # fmt: skip
 LOCKER = """
 import sqlite3, sys, time
 connection = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -56,7 +55,9 @@ def _lock(db: Path, seconds: float):
     return process
 
 
-class _HangAfterHeaders(BaseHTTPRequestHandler):
+class _StallingSource(BaseHTTPRequestHandler):
+    """``/hang/...``: the headers of a 1.4 MB file, then nothing; ``/trickle/...``: one byte a second."""
+
     stop = threading.Event()
 
     def log_message(self, *args):  # quiet
@@ -70,6 +71,12 @@ class _HangAfterHeaders(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         self.do_HEAD()
         self.wfile.flush()
+        while self.path.startswith("/trickle/") and not self.stop.wait(1):
+            try:
+                self.wfile.write(b"P")
+                self.wfile.flush()
+            except OSError:
+                return  # the client gave up
         self.stop.wait(600)
 
 
@@ -79,7 +86,7 @@ def _failure(result) -> str:
 
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            return step_failure_text(event).splitlines()[0][:160]
+            return step_failure_text(event).splitlines()[0][:240]
     return "(no step failure)"
 
 
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cases = args.cases.split(",")
     work = Path(tempfile.mkdtemp(prefix="time-to-fail-"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HangAfterHeaders)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StallingSource)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # Settings are read when the code location is imported: set them first.
@@ -127,19 +134,23 @@ def main(argv: list[str] | None = None) -> None:
                 run(["raw_trips", "cleaned_trips"], month)
             prepared, _, _ = run(["training_set"], "2024-02")
             assert prepared.success
-        if "hanging_source" in cases:
-            from taxi_assets.defs.resources.data_source import TlcDataSource
+        for case, route, label in (
+            ("hanging_source", "hang", "hanging source (headers, then nothing)"),
+            ("trickling_source", "trickle", "trickling source (one byte a second)"),
+        ):
+            if case in cases:
+                from taxi_assets.defs.resources.data_source import TlcDataSource
 
-            source = TlcDataSource(base=f"http://127.0.0.1:{server.server_address[1]}/trip-data")
-            result, wall, cpu = run(["raw_trips"], "2023-06", data_source=source)
-            rows.append(["hanging source (headers, then nothing)", f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
+                source = TlcDataSource(base=f"http://127.0.0.1:{server.server_address[1]}/{route}")
+                result, wall, cpu = run(["raw_trips"], "2023-06", data_source=source)
+                rows.append([label, BEFORE[case], f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
         if "mlflow_down" in cases:
             from taxi_assets.defs.resources.tracking import MlflowTracking
             from taxi_assets_tests.helpers import closed_port
 
             down = MlflowTracking(tracking_uri=f"http://127.0.0.1:{closed_port()}")
             result, wall, cpu = run(["linear_regression"], "2024-02", mlflow=down)
-            rows.append(["MLflow tracking server down", f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
+            rows.append(["MLflow tracking server down", BEFORE["mlflow_down"], f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
         for case, seconds in (("mlflow_locked_20s", 20), ("mlflow_locked", 3600)):
             if case not in cases:
                 continue
@@ -151,18 +162,18 @@ def main(argv: list[str] | None = None) -> None:
                 holder.kill()
                 holder.wait()
             outcome = "succeeded" if result.success else _failure(result)
-            rows.append([f"MLflow store locked {'20 s' if seconds == 20 else 'for good'}", f"{wall:.1f}", f"{cpu:.1f}",
-                         _retries(result), outcome])  # fmt: skip
+            rows.append([f"MLflow store locked {'20 s' if seconds == 20 else 'for good'}", BEFORE[case], f"{wall:.1f}",
+                         f"{cpu:.1f}", _retries(result), outcome])  # fmt: skip
         if "corrupt_input" in cases:
             from taxi_assets.defs.resources.io_manager import TaxiIOManager
 
             stored = TaxiIOManager().path_for(dg.AssetKey("training_set"), "2024-02")
             stored.write_bytes(stored.read_bytes()[:4096])
             result, wall, cpu = run(["linear_regression"], "2024-02")
-            rows.append(["corrupt stored training_set", f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
-    _HangAfterHeaders.stop.set()
+            rows.append(["corrupt stored training_set", BEFORE["corrupt_input"], f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
+    _StallingSource.stop.set()
     server.shutdown()
-    c.print_table(["case", "wall s to failure", "CPU s", "step retries", "failure (first line)"], rows)
+    c.print_table(["case", "before s", "wall s to failure", "CPU s", "step retries", "failure (first line)"], rows)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -80,7 +80,7 @@ def resources(io_manager, mlflow_store) -> dict:
 
     return {
         "io_manager": io_manager,
-        "data_source": TlcDataSource(base=str(SHARED_DATA), backoff_seconds=0.01),
+        "data_source": TlcDataSource(base=str(SHARED_DATA)),
         "mlflow": MlflowTracking(**mlflow_store),
         "notifier": AlertNotifier(),
     }

@@ -157,35 +157,28 @@ def test_down_email_channel_fails_but_webhook_still_sends(alert, webhook_server,
     log = logging.getLogger("test_notify")
     with caplog.at_level(logging.INFO, logger="test_notify"):
         statuses = notify_all(alert, _email_cfg(closed_port()), webhook_server.base_url + "/hook", log)
-    assert statuses["email"].startswith("failed: ConnectionRefusedError: ")
-    assert statuses["webhook"] == "sent"
+    assert statuses == {"email": "failed: ConnectionRefusedError", "webhook": "sent"}
     assert len(webhook_server.requests) == 1
-    assert "Alert email failed: ConnectionRefusedError" in caplog.text
+    assert "Alert email failed: ConnectionRefusedError\n" in caplog.text
 
 
 def test_down_webhook_fails_but_email_still_sends(alert, smtp_server):
     smtp_port, inbox = smtp_server
-    url = f"http://127.0.0.1:{closed_port()}{SECRET_PATH}"
-    statuses = notify_all(alert, _email_cfg(smtp_port), url, logging.getLogger("test_notify"))
-    assert statuses["email"] == "sent"
+    port = closed_port()
+    statuses = notify_all(alert, _email_cfg(smtp_port), f"http://127.0.0.1:{port}{SECRET_PATH}", logging.getLogger("test_notify"))
+    assert statuses == {"email": "sent", "webhook": f"failed: webhook http://127.0.0.1:{port}/… unreachable (ConnectionRefusedError)"}
     assert len(inbox.envelopes) == 1
-    assert statuses["webhook"].startswith("failed: NotificationError: webhook http://127.0.0.1:")
-    assert "unreachable: ConnectionError" in statuses["webhook"]
-    assert "very-secret-token" not in statuses["webhook"]
 
 
 def test_webhook_non_2xx_raises_a_clear_error(alert, failing_webhook_server):
     url = failing_webhook_server.base_url + SECRET_PATH
     with pytest.raises(NotificationError) as excinfo:
         post_webhook(alert, url, timeout=5)
-    assert str(excinfo.value) == (
-        f"webhook {failing_webhook_server.base_url}/… returned HTTP 500: invalid_token"
-    )
+    assert str(excinfo.value) == f"webhook {failing_webhook_server.base_url}/… returned HTTP 500"  # not its answer
     statuses = notify_all(alert, None, url, logging.getLogger("test_notify"))
     assert statuses == {
         "email": "skipped (not configured)",
-        "webhook": f"failed: NotificationError: webhook {failing_webhook_server.base_url}/… "
-        "returned HTTP 500: invalid_token",
+        "webhook": f"failed: webhook {failing_webhook_server.base_url}/… returned HTTP 500",
     }
     assert len(failing_webhook_server.requests) == 2
 
@@ -203,7 +196,7 @@ def test_unconfigured_channels_are_skipped_and_logged(alert, caplog):
 def test_bad_email_config_is_a_failure_not_a_crash(alert):
     statuses = notify_all(alert, {"host": "127.0.0.1", "port": 25, "smtp_pass": "x"}, None)
     assert statuses["email"] == (
-        "failed: ValueError: email config is missing ['sender', 'recipients'] "
+        "failed: email config is missing ['sender', 'recipients'] "
         "and has unknown keys ['smtp_pass']"
     )
     assert statuses["webhook"] == "skipped (not configured)"
@@ -221,17 +214,17 @@ def test_send_email_directly(alert, smtp_server):
     )
     assert [e.rcpt_tos for e in inbox.envelopes] == [["oncall@taxi.local"]]
     assert parse_envelope(inbox.envelopes[0])["To"] == "oncall@taxi.local"
-    with pytest.raises(ValueError, match="send_email: no recipients configured"):
+    with pytest.raises(NotificationError, match="^email not sent: no recipients configured$"):
         send_email(alert, host="127.0.0.1", port=smtp_port, sender="a@x", recipients=" , ")
 
 
 # ------------------------------------------------------------------- secrets in the webhook URL
 #
-# Whatever the URL holds (non-ASCII characters, userinfo, a form requests cannot parse), its
-# secret parts never reach a status, a log line (urllib3's DEBUG lines included), the error or its
-# traceback: not raw, not percent-encoded, not IDNA/punycode, not escaped, not base64 (userinfo).
+# Whatever the URL holds (non-ASCII characters, a login, a form that cannot be parsed), its
+# secret parts never reach a status, a log line (every logger, DEBUG and up), stdout/stderr, the
+# error or its traceback: not raw, not percent-encoded, not IDNA/punycode, not escaped, not base64.
 
-TOKEN = "sëcret-tøken-9f8e7d"  # non-ASCII: requests percent-encodes it in its own messages
+TOKEN = "sëcret-tøken-9f8e7d"  # non-ASCII: sent percent-encoded
 ASCII_TOKEN = "very-secret-token-0a1b2c"
 PASSWORD = "p4ss-wörd-77"
 
@@ -262,8 +255,8 @@ def assert_no_secret(text: str, forms: set[str]) -> None:
         assert form not in text, f"{form!r} leaked into {text!r}"
 
 
-def _everything_said(alert, url: str, caplog) -> str:
-    """Status, log lines (DEBUG and up, every logger), the error and its full traceback."""
+def _everything_said(alert, url: str, caplog, capfd) -> tuple[str, str, Exception]:
+    """Status, log lines (DEBUG and up, every logger), stdout and stderr, the error and its traceback."""
     import traceback
 
     log = logging.getLogger("test_notify")
@@ -271,48 +264,50 @@ def _everything_said(alert, url: str, caplog) -> str:
         statuses = notify_all(alert, None, url, log)
         with pytest.raises(NotificationError) as caught:
             post_webhook(alert, url, timeout=5)
-    said = [statuses["webhook"], str(caught.value), "".join(traceback.format_exception(caught.value)), caplog.text]
+    out, err = capfd.readouterr()
+    said = [statuses["webhook"], str(caught.value), "".join(traceback.format_exception(caught.value)), caplog.text, out, err]
+    assert f"Alert webhook {statuses['webhook']}" in caplog.text  # the notifier's own log line was captured
     return "\n".join(said), statuses["webhook"], caught.value
 
 
 def _leaky_cases() -> dict[str, tuple[str, list[str], str]]:
     """name -> (url, secrets, expected webhook status)."""
     port = closed_port()
-    refused = f"failed: NotificationError: webhook http://127.0.0.1:{port}/… unreachable: ConnectionError: Connection refused"
-    invalid = "failed: NotificationError: webhook <invalid webhook URL> not sent: the URL is invalid ("
+    refused = f"failed: webhook http://127.0.0.1:{port}/… unreachable (ConnectionRefusedError)"
+    invalid = "failed: webhook <invalid webhook URL> not sent: the URL is invalid ("
     return {
         "non-ASCII path": (f"http://127.0.0.1:{port}/services/T000/B000/{TOKEN}", [TOKEN], refused),
         "non-ASCII query": (f"http://127.0.0.1:{port}/hook?token={TOKEN}&channel=alerts", [TOKEN], refused),
         "non-ASCII host": (
             f"http://hööks.exämple.invalid/services/T000/B000/{TOKEN}",
             [TOKEN],
-            "failed: NotificationError: webhook http://xn--hks-snaa.xn--exmple-cua.invalid/… unreachable: "
-            "ConnectionError: name resolution failed",
+            "failed: webhook http://xn--hks-snaa.xn--exmple-cua.invalid/… unreachable (gaierror)",
         ),
-        "userinfo": (
+        "login": (
             f"http://hookuser:{PASSWORD}@127.0.0.1:{port}/services/{ASCII_TOKEN}",
             [PASSWORD, ASCII_TOKEN, f"hookuser:{PASSWORD}"],
             refused,
         ),
-        "port requests cannot parse": (f"http://127.0.0.1:99999/services/T000/B000/{TOKEN}", [TOKEN], invalid),
-        "host requests cannot parse": (f"http://[::1/services/{ASCII_TOKEN}", [ASCII_TOKEN], invalid),
-        "host that is not IDNA": (f"http://hooks\u2028x.example/services/{TOKEN}", [TOKEN], invalid),
-        "label too long": (f"http://{'a' * 70}.example/services/{ASCII_TOKEN}", [ASCII_TOKEN], invalid),
+        "port that is not a port": (f"http://127.0.0.1:99999/services/T000/B000/{TOKEN}", [TOKEN], invalid + "ValueError)"),
+        "host that cannot be parsed": (f"http://[::1/services/{ASCII_TOKEN}", [ASCII_TOKEN], invalid + "ValueError)"),
+        "host that is not IDNA": (f"http://hooks\u2028x.example/services/{TOKEN}", [TOKEN], invalid + "UnicodeEncodeError)"),
+        "label too long": (f"http://{'a' * 70}.example/services/{ASCII_TOKEN}", [ASCII_TOKEN], invalid + "UnicodeError)"),
+        "not http": (f"ftp://hooks.example/services/{ASCII_TOKEN}", [ASCII_TOKEN], "failed: webhook ftp://hooks.example/… not sent: the URL is invalid (ValueError)"),
     }
 
 
 @pytest.mark.parametrize("case", list(_leaky_cases()))
-def test_webhook_secret_never_leaks_whatever_the_url(alert, caplog, case):
+def test_webhook_secret_never_leaks_whatever_the_url(alert, caplog, capfd, case):
     url, secrets, expected = _leaky_cases()[case]
-    said, status, error = _everything_said(alert, url, caplog)
+    said, status, error = _everything_said(alert, url, caplog, capfd)
     assert_no_secret(said, secret_forms(*secrets))
-    assert status.startswith(expected), status
+    assert status == expected
     assert isinstance(error, NotificationError)
 
 
 class EchoingWebhook(WebhookServer):
     """A webhook that answers 404 and echoes the request line and headers back, as many web
-    servers' error pages do (the Authorization header carries the URL's userinfo in base64)."""
+    servers' error pages do (the Authorization header carries the URL's login in base64)."""
 
     def __init__(self) -> None:
         super().__init__(404)
@@ -322,7 +317,7 @@ class EchoingWebhook(WebhookServer):
 class _EchoHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append((self.path, self.headers.get("Content-Type"), b""))
+        self.server.requests.append((self.path, self.headers.get("Authorization"), b""))
         reply = f"no such hook: {self.requestline} {self.headers.get('Authorization', '')}".encode()
         self.send_response(404)
         self.send_header("Content-Length", str(len(reply)))
@@ -333,22 +328,27 @@ class _EchoHandler(BaseHTTPRequestHandler):
         pass
 
 
-def test_webhook_server_echoing_the_secret_is_scrubbed(alert, caplog):
+def test_webhook_server_echoing_the_secret_is_not_repeated(alert, caplog, capfd):
+    import base64
+
     with serving(EchoingWebhook()) as server:
         host = server.base_url.removeprefix("http://")
         url = f"http://hookuser:{PASSWORD}@{host}/services/T000/B000/{TOKEN}?key={ASCII_TOKEN}"
-        said, status, _ = _everything_said(alert, url, caplog)
-        assert len(server.requests) == 2  # the request did reach the server, with its token
-        assert server.requests[0][0].startswith("/services/T000/B000/s%C3%ABcret")
+        said, status, _ = _everything_said(alert, url, caplog, capfd)
+    assert len(server.requests) == 2  # the request did reach the server, with its token and login
+    path, authorization, _ = server.requests[0]
+    assert path == f"/services/T000/B000/s%C3%ABcret-t%C3%B8ken-9f8e7d?key={ASCII_TOKEN}"
+    assert authorization == "Basic " + base64.b64encode(f"hookuser:{PASSWORD}".encode()).decode()
     assert_no_secret(said, secret_forms(TOKEN, ASCII_TOKEN, PASSWORD, f"hookuser:{PASSWORD}"))
-    assert status.startswith(f"failed: NotificationError: webhook {server.base_url}/… returned HTTP 404: no such hook: POST ")
+    assert status == f"failed: webhook {server.base_url}/… returned HTTP 404"
 
 
-def test_webhook_secret_not_in_debug_logs_of_a_delivered_alert(alert, caplog, webhook_server):
+def test_webhook_secret_not_in_logs_of_a_delivered_alert(alert, caplog, capfd, webhook_server):
     url = webhook_server.base_url + f"/services/T000/B000/{TOKEN}?key={ASCII_TOKEN}"
     with caplog.at_level(logging.DEBUG):
         statuses = notify_all(alert, None, url, logging.getLogger("test_notify"))
     assert statuses["webhook"] == "sent"
     assert len(webhook_server.requests) == 1
-    assert '"POST ' in caplog.text  # urllib3's DEBUG request line was captured, scrubbed
-    assert_no_secret(caplog.text, secret_forms(TOKEN, ASCII_TOKEN))
+    assert "Alert webhook sent for cleaned_trips run 3f2a9c1e-run" in caplog.text
+    assert {r.name for r in caplog.records} == {"test_notify"}  # no HTTP client logs the request line
+    assert_no_secret(caplog.text + "".join(capfd.readouterr()), secret_forms(TOKEN, ASCII_TOKEN))

@@ -5,6 +5,7 @@ earlier good outputs byte-for-byte intact."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def test_bad_month_is_rejected_and_previous_output_survives(case, expected, reso
         folder = _source_with(tmp_path, shared_data, name, table=real.drop_columns(["trip_distance"]))
     else:
         folder = _source_with(tmp_path, shared_data, name, table=real.slice(0, 0))
-    bad_resources = dict(resources, data_source=TlcDataSource(base=str(folder), backoff_seconds=0.01))
+    bad_resources = dict(resources, data_source=TlcDataSource(base=str(folder)))
     result = materialize(["raw_trips"], "2024-01", bad_resources, instance, raise_on_error=False)
     assert not result.success
     message = failure_message(result)
@@ -224,22 +225,69 @@ def test_training_set_needs_its_window(resources, instance):
     assert not result.success
 
 
-def test_http_source_end_to_end(resources, instance, io_manager, shared_data):
+@pytest.fixture
+def tlc_server():
     server = TLCServer()
     server.thread.start()
     try:
-        http = TlcDataSource(base=f"{server.base}/flaky", backoff_seconds=0.01)
-        result = materialize(["raw_trips"], "2024-02", dict(resources, data_source=http), instance)
-        raw = meta(result, "raw_trips")
-        assert raw["source"] == f"{server.base}/flaky/green_tripdata_2024-02.parquet"
-        assert raw["sha256"] == sha(shared_data / "green_tripdata_2024-02.parquet")
-        assert server.count("/flaky/green_tripdata_2024-02.parquet") == 2
-        unpublished = TlcDataSource(base=f"{server.base}/tlc", backoff_seconds=0.01)
-        result = materialize(["raw_trips"], "2024-05", dict(resources, data_source=unpublished), instance, raise_on_error=False)
-        assert "green_tripdata_2024-05.parquet is not published yet" in failure_message(result)
+        yield server
     finally:
+        server.release.set()
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+def retry_warnings(instance, result) -> list[str]:
+    return [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING and "retrying in" in e.user_message]
+
+
+def test_http_source_end_to_end(resources, instance, shared_data, tlc_server):
+    """500 on the first request, then the file: the step's one retry fetches it."""
+    http = TlcDataSource(base=f"{tlc_server.base}/flaky")
+    result = materialize(["raw_trips"], "2024-02", dict(resources, data_source=http), instance)
+    raw = meta(result, "raw_trips")
+    url = f"{tlc_server.base}/flaky/green_tripdata_2024-02.parquet"
+    assert raw["source"] == url
+    assert raw["sha256"] == sha(shared_data / "green_tripdata_2024-02.parquet")
+    assert tlc_server.count("/flaky/green_tripdata_2024-02.parquet") == 2
+    assert retry_warnings(instance, result) == [
+        f"raw_trips[2024-02]: could not download green_tripdata_2024-02.parquet from {url}: HTTP 500; "
+        "retrying in 1s (retry 1 of 2)"
+    ]
+
+
+JAN_FILE = "green_tripdata_2024-01.parquet"
+
+
+@pytest.mark.parametrize(
+    "route, month, attempts, failure",
+    [  # transient: retried TAXI_MAX_RETRIES (2) times, then the last attempt's error
+        ("always/503", "2024-01", 3, f"could not download {JAN_FILE} from {{url}}: HTTP 503"),
+        ("hang/0", "2024-01", 3, f"could not download {JAN_FILE} from {{url}}: timed out: no data for 0.5 s after 0 of {{size:,}} bytes"),
+        # permanent: one attempt
+        ("tlc", "2024-06", 1, "green_tripdata_2024-06.parquet is not published yet at {url} (HTTP 404); TLC publishes months with a ~2 month lag"),
+        ("html", "2024-01", 1, f"{JAN_FILE} from {{url}} is corrupt: not a parquet file (no 'PAR1' magic bytes at the start; 54 bytes, looks like HTML)"),
+    ],
+)
+def test_raw_trips_retries_transient_source_errors_only(route, month, attempts, failure, resources, instance, tlc_server, shared_data):
+    """A real Dagster run of raw_trips against a local HTTP server: the step is retried for a
+    5xx and a source that hangs, never for a month that is not published or a corrupt file."""
+    source = TlcDataSource(base=f"{tlc_server.base}/{route}", timeout_seconds=0.5)
+    result = materialize(["raw_trips"], month, dict(resources, data_source=source), instance, raise_on_error=False)
+    path = f"/{route}/green_tripdata_{month}.parquet"
+    described = f"raw_trips[{month}]: " + failure.format(url=tlc_server.base + path, size=(shared_data / JAN_FILE).stat().st_size)
+    assert not result.success
+    assert tlc_server.count(path) == attempts
+    assert [e.event_type_value for e in result.all_events if e.event_type_value.startswith("STEP_")] == (
+        ["STEP_START", "STEP_UP_FOR_RETRY", "STEP_RESTARTED", "STEP_UP_FOR_RETRY", "STEP_RESTARTED", "STEP_FAILURE"]
+        if attempts == 3 else ["STEP_START", "STEP_FAILURE"]
+    )  # fmt: skip
+    assert failure_message(result).splitlines()[0] == described
+    assert retry_warnings(instance, result) == [
+        f"{described}; retrying in {delay}s (retry {n} of 2)" for n, delay in ((1, 1), (2, 2))
+    ][: attempts - 1]
+    assert "<html" not in failure_message(result).lower()  # never the file's bytes
+    assert result.asset_materializations_for_node("raw_trips") == []
 
 
 def test_full_data_root_fails_at_once_naming_the_path(resources, instance, tmp_path):

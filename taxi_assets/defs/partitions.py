@@ -81,9 +81,10 @@ ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 def retry_transient(context: dg.AssetExecutionContext, description: str):
     """Fail this attempt for a transient reason (network, timeout, 5xx, a tracking server
     that is down) and ask Dagster to retry the step: at most ``TAXI_MAX_RETRIES`` (2) times,
-    after ``TAXI_RETRY_DELAY_SECONDS`` (30) doubled each time. Only such failures are retried:
-    a permanent error (bad file, corrupt stored output, full disk, a bug) fails at once, where
-    a step-wide ``RetryPolicy`` would retry them all."""
+    after ``TAXI_RETRY_DELAY_SECONDS`` (30) doubled each time. The project's one retry layer
+    (the downloader makes one attempt). Only such failures are retried: a permanent error (bad
+    file, corrupt stored output, full disk) or a bug fails at once, where a step-wide
+    ``RetryPolicy`` would retry every exception but ``Failure(allow_retries=False)``."""
     retries = SETTINGS.max_retries
     delay = SETTINGS.retry_delay_seconds * 2 ** context.retry_number
     if context.retry_number < retries:

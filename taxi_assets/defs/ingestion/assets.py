@@ -14,7 +14,7 @@ from taxi_assets.defs.ingestion.checks import check_pickups_in_month, check_sche
 from taxi_assets.defs.metadata import frame_table, profile_metadata
 from taxi_assets.defs.partitions import DATA_TEAM, month_bounds, monthly_asset, months_of, retry_transient
 from taxi_assets.defs.resources.data_source import TlcDataSource
-from taxi_assets.io.download import DataSourceError, DownloadError, DownloadTimeoutError
+from taxi_assets.io.download import DataSourceError, DownloadError
 from taxi_assets.ml.cleaning import duplicate_rows, voided_reversals
 from taxi_assets.ml.schema import SchemaError, normalize_table
 
@@ -31,10 +31,9 @@ def read_month(path: Path, taxi_type: str, label: str):
 
 
 def fetch_month(context: dg.AssetExecutionContext, data_source: TlcDataSource, month: str):
-    """``(table, fetched, report)`` for ``month``; source problems become Dagster failures:
-    transient ones (connection refused, 5xx after the downloader's own retries) retry the step
-    (``retry_transient``); a timeout (the downloader already tried three times) and permanent
-    ones (not published, corrupt file, full destination) fail at once."""
+    """``(table, fetched, report)`` for ``month``. A transient source error (HTTP 5xx/429, a
+    connection refused or broken, a timeout: ``DownloadError``) retries the step
+    (``retry_transient``, the one retry layer); any other one fails it at once."""
     file_name = data_source.file_name(month)
     try:
         scratch = tempfile.TemporaryDirectory(prefix="taxi-fetch-")
@@ -48,10 +47,6 @@ def fetch_month(context: dg.AssetExecutionContext, data_source: TlcDataSource, m
         try:
             fetched = data_source.fetch(month, Path(tmp), log=context.log.info)
             table, report = read_month(fetched.path, data_source.taxi_type, file_name)
-        except DownloadTimeoutError as exc:
-            # The downloader already retried the attempts (its own policy): a timeout is
-            # reported as one, without multiplying the waits by the step's retries.
-            raise dg.Failure(description=f"raw_trips[{month}]: {exc}", allow_retries=False) from None
         except DownloadError as exc:
             retry_transient(context, f"raw_trips[{month}]: {exc}")
         except (DataSourceError, SchemaError) as exc:

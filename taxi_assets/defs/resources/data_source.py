@@ -16,18 +16,16 @@ class TlcDataSource(dg.ConfigurableResource):
     """Fetches ``{taxi type}_tripdata_{YYYY-MM}.parquet`` from ``base`` (URL or folder).
 
     ``base`` defaults to ``TAXI_DATA_SOURCE``; the taxi type is the deployment's one setting
-    (``TAXI_TYPE``), not resource config. Timeouts and retry counts are resource config so
-    operators can tune them per deployment. A source that stops answering fails an attempt
-    after ``timeout_seconds`` without progress; with the defaults a hanging source is reported
-    as a timeout after about 95 s (three attempts of 30 s, 2 + 4 s apart).
+    (``TAXI_TYPE``), not resource config. One attempt per fetch: a transient failure retries
+    the step (``TAXI_MAX_RETRIES``, ``TAXI_RETRY_DELAY_SECONDS``), so with the defaults a source
+    that stops answering fails after three attempts of ``timeout_seconds`` and 30 + 60 s of delays.
     """
 
     base: str = Field(default=SETTINGS.data_source, description="TLC base URL or local folder (TAXI_DATA_SOURCE).")
     timeout_seconds: float = Field(
-        default=30.0, gt=0, le=3600, description="Seconds without any progress (connect, headers, body) before an attempt times out."
-    )
-    retries: int = Field(default=2, ge=0, le=10, description="Retries after the first attempt (HTTP only).")
-    backoff_seconds: float = Field(default=2.0, ge=0, le=300, description="First retry delay, doubled each retry.")
+        default=30.0, gt=0, le=3600,
+        description="Seconds without an answer, or with under 64 KiB of the file, before an attempt times out.",
+    )  # fmt: skip
 
     @property
     def taxi_type(self) -> str:
@@ -46,8 +44,6 @@ class TlcDataSource(dg.ConfigurableResource):
             month,
             dest_dir,
             timeout=self.timeout_seconds,
-            retries=self.retries,
-            backoff_seconds=self.backoff_seconds,
             log=log,
         )
 

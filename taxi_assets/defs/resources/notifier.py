@@ -1,22 +1,11 @@
 """Where alerts go: SMTP email and a Slack-compatible webhook, both optional.
 
-The sensors in :mod:`taxi_assets.automation.alerts` build an :class:`~taxi_assets.io.notify.Alert`
-and hand it to :meth:`AlertNotifier.send`, which wraps :func:`~taxi_assets.io.notify.notify_all`
-and therefore never raises: a mail server that is down must not crash the sensor tick (and so
-hide the failure being reported) or stop its cursor from advancing.
-
-Settings (declared in ``taxi_assets/settings.py``, names follow the course's Mage setup):
-
-| variable | field | meaning |
-| --- | --- | --- |
-| ``SMTP_HOST`` | ``smtp_host`` | mail server; unset = email channel off |
-| ``SMTP_PORT`` | ``smtp_port`` | default 587 (STARTTLS); 25 turns STARTTLS off by default |
-| ``SMTP_EMAIL`` | ``email_from``, ``smtp_user`` | sender address, also the login name |
-| ``SMTP_PASSWORD`` | ``smtp_password`` | login password; unset = no login |
-| ``SMTP_USE_TLS`` | ``smtp_use_tls`` | ``true``/``false``; default true except on port 25 |
-| ``ALERT_EMAIL_TO`` | ``email_to`` | comma-separated recipients |
-| ``ALERT_WEBHOOK_URL`` | ``webhook_url`` | Slack-style incoming webhook; unset = webhook off |
-| ``TAXI_UI_BASE_URL`` | ``ui_base_url`` | Dagster UI address for links (via ``SETTINGS.ui_base_url``) |
+The alert sensors (``defs/automation/alerts.py``) build an :class:`~taxi_assets.io.notify.Alert`
+and hand it to :meth:`AlertNotifier.send`, which never raises: a mail server that is down must
+not crash the sensor tick (and so hide the failure being reported) or stop its cursor.
+The variables (``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_EMAIL``, ``SMTP_PASSWORD``, ``SMTP_USE_TLS``,
+``ALERT_EMAIL_TO``, ``ALERT_WEBHOOK_URL``; names from the course's Mage setup) are declared in
+``settings.py`` and bound as ``EnvVar``s by :func:`notifier_from_env` (table: README, Alerts).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ clock starts; the training set is built once. Each estimator runs the same seede
 
 * ``one process, 2 threads``: :func:`taxi_assets.ml.tuning.tune` with every core;
 * ``one process, 1 thread``: the same with ``n_jobs=1`` (what each worker below has);
-* ``2 workers x 1 thread``: :func:`taxi_assets.ml.distributed.tune_distributed` on a
+* ``2 workers x 1 thread``: :func:`taxi_assets.ml.tuning.tune` with `taxi_assets.ml.distributed.dask_backend` on a
   ``LocalCluster`` of two worker processes, each reading its months.
 
 Reported: validation RMSE (and its gap to one process), wall seconds of the search and refit,
@@ -75,7 +75,7 @@ def main() -> None:
     from taxi_assets import months
     from taxi_assets.defs.resources.io_manager import TaxiIOManager
     from taxi_assets.ml.dataset import build_training_set, pool_months
-    from taxi_assets.ml.distributed import tune_distributed
+    from taxi_assets.ml.distributed import dask_backend
     from taxi_assets.ml.estimators import ESTIMATORS
     from taxi_assets.ml.tuning import tune
     from taxi_assets_tests.helpers import cleaned_month
@@ -111,7 +111,7 @@ def main() -> None:
                 before = client.run(rusage_cpu)
                 scheduler_before = client.run_on_scheduler(rusage_cpu)
                 cpu, t0 = rusage_cpu(), time.perf_counter()
-                spread = tune_distributed(spec, ts, sources, client, 1, 5, **options)
+                spread = tune(spec, ts, 1, 5, backend=dask_backend(client, sources), **options)
                 wall = time.perf_counter() - t0
                 after = client.run(rusage_cpu)
                 workers_cpu = sum(after[w] - before[w] for w in after) + client.run_on_scheduler(rusage_cpu) - scheduler_before

@@ -92,7 +92,7 @@ def run_design(design: str, ts, evaluations: int) -> dict:
     estimator = result.predictor.estimator
     rounds = estimator.num_boosted_rounds() if hasattr(estimator, "num_boosted_rounds") else estimator.current_iteration()
     return {"rmse": result.metrics["rmse"], "rounds": int(rounds), "trial_rmse": losses,
-            "best_trial_rmse": result.training.get("best_trial_rmse"), "refit_seconds": result.training.get("refit_seconds")}  # fmt: skip
+            "selection_rmse": result.training.get("selection_rmse"), "refit_seconds": result.training.get("refit_seconds")}  # fmt: skip
 
 
 def run_case(args) -> None:

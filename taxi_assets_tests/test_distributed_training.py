@@ -14,8 +14,8 @@ import pytest
 
 from taxi_assets import months
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
-from taxi_assets.ml.dataset import build_training_set, early_stopping_mask, pool_months
-from taxi_assets.ml.distributed import cluster_client, should_distribute, tune_auto, tune_distributed
+from taxi_assets.ml.dataset import build_training_set, pool_months, selection_mask
+from taxi_assets.ml.distributed import cluster_client, dask_backend, should_distribute, tune_on_cluster_or_here
 from taxi_assets.ml.estimators import ESTIMATORS
 from taxi_assets.ml.tuning import tune
 from taxi_assets_tests.helpers import cleaned_month
@@ -61,7 +61,7 @@ def test_window_trained_across_two_workers_matches_one_process(window, client, n
     spec = ESTIMATORS[name]
     assert ts.X_train.shape[0] == 742_292 and should_distribute(spec, ts.X_train.shape[0], 500_000)
     single = tune(spec, ts, 1, SEEDS[name], n_jobs=1, **SETTINGS[name])
-    spread = tune_distributed(spec, ts, sources, client, 1, SEEDS[name], **SETTINGS[name])
+    spread = tune(spec, ts, 1, SEEDS[name], backend=dask_backend(client, sources), **SETTINGS[name])
 
     assert spread.best_params == single.best_params  # the same trial of the same seeded search
     assert spread.metrics["rmse"] == pytest.approx(single.metrics["rmse"], rel=0.01)
@@ -71,12 +71,12 @@ def test_window_trained_across_two_workers_matches_one_process(window, client, n
     workers = set(client.scheduler_info(n_workers=-1)["workers"])
     assert set(facts["read_by"]) == set(WINDOW) and set(facts["read_by"].values()) == workers  # each read some months
     # The same rides as the training set: fitted + early-stopping slice = the window's training rides.
-    assert facts["fitted_rides"] + facts["early_stopping_rides"] == ts.X_train.shape[0] == single.training["window_rides"]
-    # ...and the same early-stopping slice as the window's (one process searches a booster on a
+    assert facts["fitted_rides"] + facts["selection_rides"] == ts.X_train.shape[0] == single.training["window_rides"]
+    # ...and the same selection slice as the window's (one process searches a booster on a
     # 250,000-ride sample, max_search_rows, and stops on the sample's slice; across workers every
     # ride is in memory somewhere, so the trials see them all).
     pickups = ts.rides("train")["pickup_datetime"].to_numpy()
-    assert facts["early_stopping_rides"] == int(early_stopping_mask(pickups).sum()) == 148_458
+    assert facts["selection_rides"] == int(selection_mask(pickups).sum()) == 148_458
     # The same kind of predictor: raw records in, minutes out; it pickles like the other one.
     assert type(spread.predictor.estimator) is type(single.predictor.estimator)
     assert spread.predictor.feature_step.describe() == single.predictor.feature_step.describe()
@@ -86,7 +86,7 @@ def test_window_trained_across_two_workers_matches_one_process(window, client, n
     assert minutes.shape == (2,) and np.all((minutes > 0) & (minutes < 120))
 
 
-def test_tune_auto_uses_the_cluster_only_above_the_size(window, client):
+def test_the_cluster_is_used_only_above_the_size(window, client):
     """The switch itself, on February's one-month window (54,378 training rides; its two
     months are among the stored ones)."""
     _, sources = window
@@ -94,17 +94,17 @@ def test_tune_auto_uses_the_cluster_only_above_the_size(window, client):
                             info={"months": ["2024-01", MONTH]})  # fmt: skip
     spec, options = ESTIMATORS["xgboost"], {"num_boost_round": 20}
     lines = []
-    small = tune_auto(spec, ts, 1, 3, sources=sources.__getitem__, min_rows=100_000, log=lines.append, **options)
+    small = tune_on_cluster_or_here(spec, ts, 1, 3, sources=sources.__getitem__, min_rows=100_000, log=lines.append, **options)
     assert "distributed" not in small.training and lines == []
     # Above the size but no cluster reachable (not in a worker, no address): one process, said so.
-    big = tune_auto(spec, ts, 1, 3, sources=sources.__getitem__, min_rows=1000, log=lines.append, **options)
+    big = tune_on_cluster_or_here(spec, ts, 1, 3, sources=sources.__getitem__, min_rows=1000, log=lines.append, **options)
     assert "distributed" not in big.training and "no Dask cluster" in lines[-1]
     assert big.metrics["rmse"] == small.metrics["rmse"]
     with cluster_client(client.scheduler.address) as reached:
         assert reached is not None and len(reached.scheduler_info(n_workers=-1)["workers"]) == 2
-    spread = tune_auto(spec, ts, 1, 3, sources=sources.__getitem__, min_rows=1000, dask_address=client.scheduler.address,
+    spread = tune_on_cluster_or_here(spec, ts, 1, 3, sources=sources.__getitem__, min_rows=1000, dask_address=client.scheduler.address,
                        log=lines.append, **options)  # fmt: skip
     assert spread.training["distributed"] is True and "54,378 training rides >= 1,000: training across" in lines[-1]
-    assert spread.training["fitted_rides"] + spread.training["early_stopping_rides"] == 54_378
+    assert spread.training["fitted_rides"] + spread.training["selection_rides"] == 54_378
     assert spread.metrics["rmse"] == pytest.approx(small.metrics["rmse"], rel=0.02)
     assert not should_distribute(ESTIMATORS["random_forest"], 10**9, 1)

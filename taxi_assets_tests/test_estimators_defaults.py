@@ -63,9 +63,50 @@ def test_early_stopping_never_sees_the_validation_month(defaults, reference_trai
     for name in ("xgboost", "lightgbm"):
         training = defaults[name].training
         newest = pd.Timestamp(ts.train_rides["pickup_datetime"].max())
-        assert newest - pd.Timedelta(days=7) < pd.Timestamp(training["early_stopping_from"]) < boundary
-        assert training["fitted_rides"] + training["early_stopping_rides"] == len(ts.y_train)
-        assert training["refit_rides"] == len(ts.y_train)
+        assert newest - pd.Timedelta(days=7) < pd.Timestamp(training["selection_from"]) < boundary
+        assert training["fitted_rides"] + training["selection_rides"] == len(ts.y_train)
+        assert training["train_rides"] == len(ts.y_train)
+
+
+def _poisoned(ts, durations):
+    import dataclasses
+
+    return dataclasses.replace(ts, y_val=np.asarray(durations, dtype=np.float64))
+
+
+def _stopped_rounds(result):
+    return result.training.get("early_stopped_rounds")
+
+
+@pytest.fixture(scope="module")
+def poisoned(reference_training_set):  # noqa: F811
+    """Every model at its defaults again, on the same window with the validation month's
+    durations shuffled; the boosters also with them shifted by ten minutes."""
+    ts = reference_training_set
+    shuffled = _poisoned(ts, np.random.default_rng(0).permutation(ts.y_val))
+    shifted = _poisoned(ts, ts.y_val + 10.0)
+    return {
+        "shuffled": {name: tune(spec, shuffled, spec.max_evaluations, SEED) for name, spec in ESTIMATORS.items()},
+        "shifted": {name: tune(ESTIMATORS[name], shifted, ESTIMATORS[name].max_evaluations, SEED) for name in ("xgboost", "lightgbm")},
+    }
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_poisoned_validation_month_changes_only_the_reported_rmse(defaults, poisoned, name):
+    """The validation month is scored, not searched: with its durations shuffled (or shifted)
+    every trial's score, the chosen hyperparameters and the early-stopping round stay the same;
+    only the RMSE reported on it moves."""
+    clean = defaults[name]
+    for kind, results in poisoned.items():
+        if name not in results:
+            continue
+        bad = results[name]
+        assert [t.loss for t in bad.trials] == [t.loss for t in clean.trials], f"{name} ({kind}): trials scored on validation"
+        assert bad.best_params == clean.best_params and bad.best_trial == clean.best_trial, f"{name} ({kind})"
+        assert _stopped_rounds(bad) == _stopped_rounds(clean), f"{name} ({kind}): early stopping saw the validation month"
+        assert bad.metrics["rmse"] > clean.metrics["rmse"] + 1.0, f"{name} ({kind}): the poison did not reach the score"
+    if name in ("xgboost", "lightgbm"):
+        assert _stopped_rounds(clean) is not None
 
 
 def test_leaderboard_scores_and_explains_every_representation(defaults, reference_training_set):  # noqa: F811

@@ -202,17 +202,17 @@ def test_training_set_round_trips_its_rides(ts_extended, tmp_path):
 
 def test_early_stopping_slice_is_the_last_week_of_training(ts):
     pickups = ts.train_rides["pickup_datetime"].to_numpy()
-    mask = dataset.early_stopping_mask(pickups)
+    mask = dataset.selection_mask(pickups)
     newest = pickups.max()
     assert (pickups[mask] > newest - np.timedelta64(7, "D")).all()
     assert (pickups[~mask] <= newest - np.timedelta64(7, "D")).all()
     assert 0.15 < mask.mean() < 0.3  # a week of a month
     # a window of two days: the last 7 days would be everything; the newest 20% instead
     two_days = np.datetime64("2024-01-30", "us") + (np.arange(100) * 1_700_000_000).astype("timedelta64[us]")
-    fallback = dataset.early_stopping_mask(two_days)
+    fallback = dataset.selection_mask(two_days)
     assert fallback.sum() == 20 and fallback[-20:].all()
     with pytest.raises(ValueError, match="from 1 training ride"):
-        dataset.early_stopping_mask(two_days[:1])
+        dataset.selection_mask(two_days[:1])
 
 
 def test_training_caps_and_refit_rounds():
@@ -311,8 +311,8 @@ def test_boosters_search_on_a_sample_and_refit_on_every_ride(ts):
     spec = dataclasses.replace(ESTIMATORS["lightgbm"], max_search_rows=1_000)
     result = tune(spec, ts, 1, 5, num_leaves=8, num_boost_round=30, early_stopping_rounds=3)
     training = result.training
-    assert training["search_rides"] == 1_000 and training["refit_rides"] == training["train_rides"] == 2_000
-    assert training["fitted_rides"] + training["early_stopping_rides"] == 1_000
+    assert training["search_rides"] == 1_000 and training["train_rides"] == 2_000
+    assert training["fitted_rides"] + training["selection_rides"] == 1_000
     model = result.predictor.estimator
     assert model.current_iteration() == refit_rounds(model.early_stopped_rounds, training["fitted_rides"], 2_000)
     again = tune(spec, ts, 1, 5, num_leaves=8, num_boost_round=30, early_stopping_rounds=3)
@@ -321,14 +321,19 @@ def test_boosters_search_on_a_sample_and_refit_on_every_ride(ts):
         dataclasses.replace(ESTIMATORS["lasso"], max_search_rows=1_000)
 
 
-def test_trials_of_a_big_month_are_compared_on_a_sample_of_its_validation_rides(ts, monkeypatch):
+def test_trials_on_a_big_window_are_compared_on_a_sample_of_its_last_week(ts, monkeypatch):
+    """At most MAX_SELECTION_ROWS rides of the selection slice score a trial (a seeded sample);
+    the kept model is refitted on the window and scored on every validation ride."""
     from taxi_assets.ml import tuning
     from taxi_assets.ml.metrics import regression_metrics
+    from taxi_assets.ml.representation import fit_representation
 
-    monkeypatch.setattr(tuning, "MAX_TRIAL_VALIDATION_ROWS", 100)
-    result = tuning.tune(ESTIMATORS["linear_regression"], ts, 1, 5)
-    assert result.training["trial_validation_rides"] == 100
-    sample = training_rows(len(ts.y_val), 100, 5)
-    predictions = result.predictor.predict_training_set(ts)
-    assert result.trials[0].loss == regression_metrics(ts.y_val[sample], predictions[sample])["rmse"]
-    assert result.metrics == regression_metrics(ts.y_val, predictions)  # the kept model: every ride
+    monkeypatch.setattr(tuning, "MAX_SELECTION_ROWS", 100)
+    spec = ESTIMATORS["linear_regression"]
+    result = tuning.tune(spec, ts, 1, 5)
+    assert result.training["selection_scored_rides"] == 100 < result.training["selection_rides"]
+    training = tuning.LocalTraining(spec, fit_representation("onehot", ts), ts, 5, 1, {})
+    trial_model = training.fit(result.best_params)
+    assert len(training.selection_y) == 100
+    assert result.trials[0].loss == regression_metrics(training.selection_y, training.predict_selection(trial_model))["rmse"]
+    assert result.metrics == regression_metrics(ts.y_val, result.predictor.predict_training_set(ts))

@@ -13,9 +13,10 @@ from mlflow.tracking import MlflowClient
 from taxi_assets.definitions import load_defs
 from taxi_assets.defs.monitoring.drift import previous_champion_performance
 from taxi_assets.defs.resources.tracking import MlflowTracking
+from taxi_assets.ml.champion import decide
 from taxi_assets.ml.estimators import ESTIMATORS
 from taxi_assets.ml.metrics import regression_metrics
-from taxi_assets.registry.names import CHAMPION_ALIAS, champion_model_name, decide
+from taxi_assets.registry.names import CHAMPION_ALIAS, champion_model_name
 
 # The assets and the standalone checks (Dagster's metadata bounds checks) of the code location.
 all_assets = [*load_defs().assets, *load_defs().asset_checks]
@@ -104,44 +105,63 @@ def test_drift_and_previous_champion_performance(graph):
     assert 0 <= drift["psi_trip_distance"] < 0.1 and 0 <= drift["psi_duration"] < 0.1
     assert drift["unseen_pu_do_share"] == pytest.approx(0.0467, abs=0.001)
     assert drift["previous_champion"] == "none for 2024-01"
+    # no champion to score: no figure at all, never a sentinel the UI would plot
+    assert not any(key.startswith("previous_champion_") for key in drift)
     assert "data:image/png;base64," in drift["trip_distance_distribution"]
+    # champion_model[2024-02] scored on 2024-02 itself would be in-sample for its choice: the
+    # function refuses it (a month's previous champion was chosen before that month)
     cleaned = io.load(dg.AssetKey("cleaned_trips"), "2024-02")
     champion = io.load(dg.AssetKey("champion_model"), "2024-02")
-    perf = previous_champion_performance(champion, "2024-02", cleaned)
+    with pytest.raises(ValueError, match="trained on 2024-01"):
+        previous_champion_performance(champion, "2024-01", "2024-01", cleaned, cleaned)
+    perf = previous_champion_performance(champion, "2024-02", "2024-03", cleaned, cleaned)
     expected = regression_metrics(cleaned["duration"].to_numpy(), champion.predict(cleaned[["PULocationID", "DOLocationID", "trip_distance"]]))
     assert perf["previous_champion_rmse"] == pytest.approx(expected["rmse"], abs=1e-6)
-    assert perf["previous_champion"] == f"{champion.name} (champion_model[2024-02])"
-    assert perf["previous_champion_selection_rmse"] == pytest.approx(champion.metrics["rmse"], abs=1e-6)
-    assert perf["previous_champion_rmse_gap"] == pytest.approx(expected["rmse"] - champion.metrics["rmse"], abs=2e-6)
+    assert perf["previous_champion"] == f"{champion.name} (champion_model[2024-02], since 2024-02)"
+    assert perf["previous_champion_selection_rmse"] == pytest.approx(champion.rmse, abs=1e-6)
+    assert perf["previous_champion_rmse_gap"] == pytest.approx(expected["rmse"] - champion.rmse, abs=2e-6)
+    assert perf["previous_champion_trained_months"] == "2024-01"
 
 
 def test_champion_is_promoted_in_the_registry(graph):
     result, store = graph["result"], graph["store"]
     m = meta(result, "champion_model")
     board = graph["io"].load(dg.AssetKey("model_leaderboard"), "2024-02")
-    assert m["promoted"] is True and m["decision"] == "promoted: no champion yet"
+    assert m["promoted"] is True
+    assert m["decision"] == f"promoted {m['challenger']}: no previous champion (no champion_model[2024-01])"
     assert m["challenger"] == board["model"].iloc[0] == m["champion"]
+    assert m["previous_champion"] == "no champion_model[2024-01]" and "previous_champion_rmse" not in m
     assert m["champion_uri"] == f"models:/{champion_model_name('green')}@{CHAMPION_ALIAS}"
+    assert m["serving"] == f"alias 'champion' set to version {m['champion_version']} (champion of 2024-02)"
     client = MlflowClient(tracking_uri=store["tracking_uri"])
     version = client.get_model_version_by_alias(champion_model_name("green"), CHAMPION_ALIAS)
-    assert version.tags["estimator"] == m["champion"] and version.tags["dagster.partition"] == "2024-02"
-    assert float(version.tags["validation_rmse"]) == pytest.approx(m["challenger_rmse"], abs=1e-6)
+    assert version.tags["estimator"] == m["champion"] and version.tags["champion_month"] == "2024-02"
+    assert version.tags["won_month"] == "2024-02" and version.tags["trained_months"] == "2024-01"
+    assert version.tags["decision"] == "promoted"
+    assert float(version.tags["rmse"]) == pytest.approx(m["challenger_rmse"], abs=1e-6)
+    # the backtest's check loads the version the alias points to, as serving does
+    checks = {e.check_name: (e.passed, e.metadata["version"].value) for e in result.get_asset_check_evaluations()
+              if e.asset_key.to_user_string() == "backtest"}  # fmt: skip
+    assert checks == {"served_model_loads": (True, m["champion_version"])}
 
 
-def test_champion_rerun_compares_against_the_current_champion(graph):
+def test_champion_rerun_of_the_same_month_registers_a_new_decision(graph):
     again = dg.materialize(all_assets, selection=["champion_model"], partition_key="2024-02",
                            resources=graph["resources"], instance=graph["instance"])
     m = meta(again, "champion_model")
-    # The same model against itself is not worse: promoted again, as version 2 of the line.
-    assert m["previous_champion_rmse"] == pytest.approx(m["challenger_rmse"], abs=1e-9)
-    assert m["promoted"] is True and m["champion_version"] == 2
+    # the month's decision reads champion_model[2024-01] (absent), never the alias: the same
+    # decision again, as version 2 of the line, which the alias follows (same month, newer)
+    assert m["previous_champion"] == "no champion_model[2024-01]" and m["promoted"] is True
+    assert m["champion_version"] == 2 and m["serving"].startswith("alias 'champion' moved from version 1")
 
 
 def test_decision_rule():
-    assert decide(5.0, None, 0.0) == (True, "promoted: no champion yet")
+    assert decide(5.0, None, 0.0) == (True, "promoted: no previous champion")
     assert decide(5.0, 5.1, 0.0)[0] is True
+    assert decide(5.1, 5.1, 0.0)[0] is True  # a tie goes to the newer model
     assert decide(5.2, 5.1, 0.0) == (False, "kept champion: challenger 5.2000 > champion 5.1000 + tolerance 0.0")
     assert decide(5.2, 5.1, 0.15)[0] is True
+    assert decide(5.3, 5.1, 0.15)[0] is False
 
 
 def test_no_model_beating_the_baseline_blocks_promotion(graph):
@@ -157,8 +177,6 @@ def test_no_model_beating_the_baseline_blocks_promotion(graph):
     result = dg.materialize(all_assets, selection=["champion_model"], partition_key="2024-02",
                             instance=graph["instance"], resources=graph["resources"], raise_on_error=False)
     assert not result.success
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"promotion_is_safe": False}
     assert result.asset_materializations_for_node("champion_model") == []
     assert stored.read_bytes() == before
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]

@@ -90,7 +90,7 @@ def settled(tmp_path_factory, shared_data):
             busy = [r for r in runs if not r.is_finished]
             done = all(
                 expected[key] <= instance.get_materialized_partitions(dg.AssetKey(key)) for key in expected
-            )
+            ) and instance.get_latest_materialization_event(dg.AssetKey("backtest")) is not None
             return {"runs": runs} if done and not busy else None
 
         state = wait_until(quiet, SETTLE_TIMEOUT, interval=5, what="a quiet, complete instance")
@@ -172,8 +172,21 @@ def test_champion_alias_is_set_and_scores_rides(settled):
     root = settled["root"]
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'data' / 'mlflow' / 'mlflow.db'}")
     version = client.get_model_version_by_alias(champion_model_name("green"), CHAMPION_ALIAS)
-    assert version.tags["dagster.partition"] in TRAINED
+    # the newest month's decision serves, whatever order automation ran the months in
+    assert version.tags["champion_month"] == TRAINED[-1]
     assert version.tags["estimator"] in ESTIMATORS
-    stored = joblib.load(root / "data" / "green" / "champion_model" / f"{version.tags['dagster.partition']}.pkl")
+    stored = joblib.load(root / "data" / "green" / "champion_model" / f"{TRAINED[-1]}.pkl")
+    assert stored.registry_version == int(version.version) and stored.model.model_uri == version.source
+    # champion_model[2024-02] was decided against champion_model[2024-01] (the line is a fold)
+    assert "previous_champion_rmse" in _latest_metadata(settled["instance"], "champion_model", TRAINED[-1])
+    backtest = pd.read_parquet(root / "data" / "green" / "backtest" / "all.parquet")
+    assert list(backtest["month"]) == TRAINED and backtest["next_month_rmse"].notna().tolist() == [True, False]
     minutes = stored.predict([{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}])
     assert np.isfinite(minutes).all() and 2 < minutes[0] < 30
+
+
+def _latest_metadata(instance, key: str, month: str) -> dict:
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[month]), limit=1
+    ).records
+    return {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}

@@ -81,11 +81,12 @@ def test_each_estimator_tunes_and_beats_the_baseline(tuned, reference_training_s
     assert [t.index for t in result.trials] == [1, 2]
     assert all(t.total == 2 for t in result.trials)
     assert result.trials[1].best_loss == min(t.loss for t in result.trials)
-    if name in REFITTED:  # the best trial's parameters, refitted on the whole window
-        assert result.training["best_trial_rmse"] == min(t.loss for t in result.trials)
-        assert result.training["refit_rides"] == 54_378
-    else:
-        assert result.metrics["rmse"] == pytest.approx(min(t.loss for t in result.trials))
+    # trials are compared on the window's last week; the kept parameters are refitted on the
+    # whole window and scored once on the validation month
+    assert result.selection_rmse == result.training["selection_rmse"] == min(t.loss for t in result.trials)
+    assert result.training["fitted_rides"] + result.training["selection_rides"] == 54_378
+    assert result.training["train_rides"] == 54_378
+    assert result.metrics["rmse"] != pytest.approx(result.selection_rmse)
     assert result.best_params == result.trials[result.best_trial - 1].params
     assert result.baseline_rmse == pytest.approx(9.1109, abs=1e-3)
     assert result.metrics["rmse"] < result.baseline_rmse, f"{name} does not beat the baseline"
@@ -138,6 +139,10 @@ def test_same_seed_same_params_and_rmse(reference_training_set):  # noqa: F811
     assert [t.params for t in other.trials] != [t.params for t in runs[0].trials]
 
 
+def _stopped_rounds(booster) -> int:
+    return int(getattr(booster, "early_stopped_rounds", None) or booster.attr("early_stopped_rounds"))
+
+
 def test_boosters_stop_on_the_training_windows_last_week_then_refit(tuned, reference_training_set):  # noqa: F811
     """Early stopping never sees the validation month: the slice is the last week of January,
     and the kept booster is refitted on all of January for the early-stopped rounds scaled by
@@ -148,10 +153,11 @@ def test_boosters_stop_on_the_training_windows_last_week_then_refit(tuned, refer
     ts = reference_training_set
     for name in ("xgboost", "lightgbm"):
         training = tuned[name].training
-        assert training["fitted_rides"] + training["early_stopping_rides"] == 54_378
-        assert training["early_stopping_rides"] == 12_687
-        assert training["early_stopping_from"].startswith("2024-01-24")
+        assert training["fitted_rides"] + training["selection_rides"] == 54_378
+        assert training["selection_rides"] == 12_687
+        assert training["selection_from"].startswith("2024-01-24")
         assert training["categories"] == {"PU": 207, "DO": 241, "PU_DO": 5_093}
+        assert training["early_stopped_rounds"] == _stopped_rounds(tuned[name].predictor.estimator)
     booster = tuned["xgboost"].predictor.estimator
     stopped = int(booster.attr("early_stopped_rounds"))
     assert stopped < 60  # early stopping ended the search fit before the cap

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from taxi_assets.definitions import load_defs
+from taxi_assets.defs import partitions
 from taxi_assets.defs.automation import conditions, jobs, schedules, sensors
 from taxi_assets.defs.ingestion.assets import raw_trips
 from taxi_assets.defs.partitions import FIRST_TRAINABLE_MONTH, monthly_partitions
@@ -123,6 +124,8 @@ def test_every_downstream_asset_has_the_retrain_condition():
         condition = graph.get(key).automation_condition
         if key == conditions.RAW:
             assert condition is None
+        elif key == conditions.BACKTEST:
+            assert condition.get_label() == "update_after_any_month"
         else:
             assert condition.get_label() == "retrain_on_new_upstream_data", key
     sensor = defs.resolve_sensor_def("taxi_automation")
@@ -197,6 +200,50 @@ def test_automation_never_requests_a_month_that_cannot_train(instance):
     assert result.get_requested_partitions(dg.AssetKey("training_set")) == set()
 
 
+def test_champion_line_is_decided_month_after_month(instance):
+    """champion_model[M] reads champion_model[M-1]: when both months' inputs change in the same
+    tick, automation requests M-1 first and M on the tick after M-1 was decided again; an
+    absent previous champion (the first month) holds nothing back."""
+
+    class Nothing(dg.IOManager):
+        def handle_output(self, context, obj):
+            pass
+
+        def load_input(self, context):
+            return None
+
+    @dg.asset(name="model_leaderboard", partitions_def=monthly_partitions)
+    def fake_board():
+        return 1
+
+    @dg.asset(name="champion_model", partitions_def=monthly_partitions,
+              ins={"model_leaderboard": dg.AssetIn(),
+                   "previous_champion": dg.AssetIn(key="champion_model", partition_mapping=partitions.previous_month_mapping(),
+                                                   metadata={"optional": True})},
+              automation_condition=conditions.condition_for(dg.AssetKey("champion_model")))
+    def fake_champion(model_leaderboard, previous_champion):
+        return 1
+
+    small = dg.Definitions(assets=[fake_board, fake_champion])
+    resources = {"io_manager": Nothing()}
+    champion = dg.AssetKey("champion_model")
+
+    def tick(cursor):
+        result = dg.evaluate_automation_conditions(defs=small, instance=instance, cursor=cursor)
+        return sorted(result.get_requested_partitions(champion)), result.cursor
+
+    _, cursor = tick(None)
+    for month in ("2024-01", "2024-02"):
+        dg.materialize([fake_board], partition_key=month, instance=instance, resources=resources)
+    requested, cursor = tick(cursor)
+    assert requested == ["2024-01"]  # 2024-02 waits for its previous month's decision
+    dg.materialize([fake_board, fake_champion], selection=["champion_model"], partition_key="2024-01",
+                   instance=instance, resources=resources)
+    requested, cursor = tick(cursor)
+    assert requested == ["2024-02"]
+    dg.materialize([fake_board, fake_champion], selection=["champion_model"], partition_key="2024-02",
+                   instance=instance, resources=resources)
+    assert tick(cursor)[0] == []
 def test_first_start_with_zero_bootstrap_months_ingests_nothing():
     """TAXI_BOOTSTRAP_MONTHS=0: the newest published month is found (the cursor starts there)
     but nothing is requested (before, the newest month was requested anyway)."""

@@ -114,6 +114,7 @@ def test_outputs_land_under_the_yellow_root(yellow_deployment):
     reports = [p for p in stored if p.startswith("yellow/reports/")]  # charts of the cleaned months
     assert reports and all(p.endswith(".png") for p in reports)
     expected = [
+        "yellow/backtest/all.parquet",  # the champion line, unpartitioned
         "yellow/champion_model/2024-02.pkl",
         "yellow/cleaned_trips/2024-01.parquet",
         "yellow/cleaned_trips/2024-02.parquet",
@@ -210,6 +211,8 @@ def test_whole_graph_runs_on_yellow(yellow_deployment):
             if "2024-02" in instance.get_materialized_partitions(key)
         }
     assert materialized == expected
+    backtest = pd.read_parquet(data_root / "yellow" / "backtest" / "all.parquet")
+    assert list(backtest["month"]) == ["2024-02"]
     board = pd.read_parquet(data_root / "yellow" / "model_leaderboard" / "2024-02.parquet")
     assert sorted(board["model"]) == sorted(ESTIMATORS) and list(board["rmse"]) == sorted(board["rmse"])
     champion = _metadata(home, "champion_model", "2024-02")

@@ -37,14 +37,17 @@ def gate(asset: str, results: Mapping[str, Sequence[dg.AssetCheckResult]]) -> It
     if not failed:
         return
     yield from combine({month: rs for month, rs in failed.items()}).values()
+    raise refusal(asset, failed, list(results))
+
+
+def refusal(asset: str, failed: Mapping[str, Sequence[dg.AssetCheckResult]], months: Sequence[str]) -> dg.Failure:
+    """The permanent failure of a step whose months ``failed`` a blocking judgement, naming the
+    asset, months and checks and saying that nothing was written."""
     problems = "; ".join(
         f"{asset}[{month}] failed blocking check {', '.join(describe(r) for r in rs)}" for month, rs in failed.items()
     )
-    kept = ", ".join(f"{asset}[{m}]" for m in results)
-    raise dg.Failure(
-        description=f"{problems}: nothing was written, the previous {kept} is kept",
-        allow_retries=False,
-    )
+    kept = ", ".join(f"{asset}[{m}]" for m in months)
+    return dg.Failure(description=f"{problems}: nothing was written, the previous {kept} is kept", allow_retries=False)
 
 
 def combine(results: Mapping[str, Sequence[dg.AssetCheckResult]]) -> dict[str, dg.AssetCheckResult]:

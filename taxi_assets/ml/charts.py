@@ -211,6 +211,31 @@ def scatter_png(
     return _to_png(fig)
 
 
+def lines_png(labels: Sequence[Any], series: dict[str, Sequence[float | None]], title: str, ylabel: str) -> bytes:
+    """One line per series over the ``labels`` (months); a missing value (None/NaN) is a gap,
+    and each point is marked so a single month still shows."""
+    labels = [str(label) for label in labels]
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    drawn = False
+    positions = np.arange(len(labels))
+    for name, values in series.items():
+        numbers = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+        if numbers.size != len(labels):
+            raise ValueError(f"lines_png: {len(labels)} labels but {numbers.size} values for {name}")
+        if np.isfinite(numbers).any():
+            ax.plot(positions, numbers, marker="o", markersize=4, linewidth=1.5, label=name)
+            drawn = True
+    if drawn:
+        ax.set_xticks(positions, labels, fontsize=8, rotation=45, ha="right")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax)
+    ax.set_title(title, fontsize=10)
+    return _to_png(fig)
+
+
 def png_markdown(png: bytes, alt: str) -> str:
     """Inline a PNG in markdown as ``![alt](data:image/png;base64,...)``."""
     if not bytes(png[:8]) == PNG_SIGNATURE:

@@ -11,8 +11,8 @@ Besides the course's matrices (kept exactly: ``training_set[2024-02]`` is 54,378
 51,492 x 5,094), a training set holds the rides themselves, train and validation, in compact
 columns (pickup time, ``PULocationID``, ``DOLocationID``, ``trip_distance``; row-aligned with
 ``y_train`` / ``y_val``): the models that do not learn from the one-hot matrix build their
-input from them (:mod:`taxi_assets.ml.representation`), the boosters take their early-stopping
-slice from the training rides' pickup times (:func:`early_stopping_mask`), and any model can
+input from them (:mod:`taxi_assets.ml.representation`), the hyperparameter search takes its
+selection slice from the training rides' pickup times (:func:`selection_mask`), and any model can
 be scored on exactly the validation rides. ``info["extended_features"]`` records whether the
 models of this set use the pickup hour and day of week (``TAXI_EXTENDED_FEATURES`` when the
 set was built).
@@ -144,30 +144,31 @@ def build_training_set(
 RIDE_COLUMNS = ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
 
 
-# The early-stopping slice: the training rides of the last EARLY_STOPPING_DAYS before the
-# newest training pickup; if that is not between MIN and MAX of the rides (tiny or oddly
-# shaped windows), the newest EARLY_STOPPING_FALLBACK_SHARE of them by pickup time.
-EARLY_STOPPING_DAYS = 7
-EARLY_STOPPING_MIN_SHARE = 0.05
-EARLY_STOPPING_MAX_SHARE = 0.5
-EARLY_STOPPING_FALLBACK_SHARE = 0.2
+# The selection slice: the training rides of the last SELECTION_DAYS before the newest training
+# pickup; if that is not between MIN and MAX of the rides (tiny or oddly shaped windows), the
+# newest SELECTION_FALLBACK_SHARE of them by pickup time.
+SELECTION_DAYS = 7
+SELECTION_MIN_SHARE = 0.05
+SELECTION_MAX_SHARE = 0.5
+SELECTION_FALLBACK_SHARE = 0.2
 
 
-def early_stopping_mask(pickups: pd.Series | np.ndarray, days: int = EARLY_STOPPING_DAYS) -> np.ndarray:
-    """Which training rides form the early-stopping slice: those picked up in the last ``days``
-    days of the training window (the validation month is never used to stop training).
+def selection_mask(pickups: pd.Series | np.ndarray, days: int = SELECTION_DAYS) -> np.ndarray:
+    """Which training rides form the selection slice: those picked up in the last ``days`` days
+    of the training window. Hyperparameter trials fit on the other rides and are compared on
+    this slice (the boosters also early-stop on it); the validation month is only scored.
 
-    Green 2024-01 (training_set[2024-02]): 12,686 of 54,378 rides, 24 to 31 January.
+    Green 2024-01 (training_set[2024-02]): 12,687 of 54,378 rides, 24 to 31 January.
     """
     times = np.asarray(pickups, dtype="datetime64[us]")
     n = len(times)
     if n < 2:
-        raise ValueError(f"cannot take an early-stopping slice from {n} training ride(s)")
+        raise ValueError(f"cannot take a selection slice from {n} training ride(s)")
     mask = times > times.max() - np.timedelta64(days, "D")
     share = mask.mean()
-    if not EARLY_STOPPING_MIN_SHARE <= share <= EARLY_STOPPING_MAX_SHARE:
+    if not SELECTION_MIN_SHARE <= share <= SELECTION_MAX_SHARE:
         order = np.argsort(times, kind="stable")
-        count = min(n - 1, max(1, int(round(n * EARLY_STOPPING_FALLBACK_SHARE))))
+        count = min(n - 1, max(1, int(round(n * SELECTION_FALLBACK_SHARE))))
         mask = np.zeros(n, dtype=bool)
         mask[order[n - count :]] = True
     return mask

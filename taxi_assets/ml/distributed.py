@@ -1,55 +1,15 @@
-"""One boosted model trained across the workers of a Dask cluster, each worker reading its own
-months' cleaned rides.
+"""What differs when a booster trains across a Dask cluster (the search loop is ml/tuning.py's).
 
-Above ``min_rows`` training rides (``TAXI_DISTRIBUTED_MIN_ROWS``, default 2,000,000: a year of
-yellow rides is ~40 million, a year of green 742k), XGBoost and LightGBM train with their Dask
-integrations (``xgboost.dask``, ``lightgbm.dask.DaskLGBMRegressor``) on the cluster the step
-can reach (:func:`cluster_client`): the one it runs on under ``TAXI_EXECUTOR=dask``, else the
-scheduler at ``TAXI_DASK_ADDRESS``. Without a cluster, or below the size, :func:`tune_auto` is
-:func:`taxi_assets.ml.tuning.tune` on one process.
-
-What travels where
-------------------
-The driver (the model step) fits the representation exactly as on one machine
-(:func:`taxi_assets.ml.representation.fit_representation` on the training set: the distance
-clip, the zone and pair categories, a few thousand numbers) and decides the early-stopping
-slice's first pickup time. One Dask task per month then reads that month's cleaned rides
-(``{data_root}/{taxi}/cleaned_trips/{month}.parquet``: a local path or an object-store URL,
-the same file the training set was built from) on a worker, keeps the training rides (picked
-up before the validation month), encodes them with the fitted step and keeps the result in
-the worker's memory. The matrices are Dask arrays over those pieces: the driver never ships a
-matrix, and the boosters train where the pieces are (XGBoost: ``DaskDMatrix`` + one
-``xgb.train`` per worker synchronised by its collective; LightGBM: one local ``lightgbm``
-per worker joined by its socket network). The validation month is scored on the driver from
-the training set it already holds, exactly as :func:`~taxi_assets.ml.tuning.tune` scores
-(the same predictor, the same rows), so the two paths are comparable to the last digit of
-the method.
-
-The result is the same kind of model as on one machine: a plain ``xgboost.Booster`` or
-``lightgbm.Booster`` inside a :class:`~taxi_assets.ml.predictor.TripDurationPredictor` with
-the same feature step, so MLflow logging, the leaderboard and serving do not know the
-difference.
-
-Same search, same early stopping
---------------------------------
-Hyperopt TPE is seeded as in ``tune``; each trial fits on the training rides minus the
-early-stopping slice (the window's last week), stops on that slice, and is scored on the
-validation month; the best trial is refitted on the whole window for the scaled rounds
-(:func:`~taxi_assets.ml.estimators.refit_rounds`). One difference on purpose: on one process
-the boosters' trials run on a sample of ``max_search_rows`` rides (memory and time of one
-machine); across workers every ride is in some worker's memory, so the trials use them all.
-XGBoost stops natively (its Dask ``evals`` are evaluated across workers). LightGBM's Dask
-interface has no early stopping (each worker would stop on its own part): it trains
-``num_boost_round`` rounds and the best round count is read on the driver from the slice's
-per-round error (the boosters' predictions summed round by round), then set as the
-booster's ``best_iteration``; give it a tighter ``num_boost_round`` on big windows.
-
-Distributed histograms are built from per-worker quantile sketches, so the splits differ
-slightly from one process's: the 12-month green window scores within 1% of the single-process
-model (``taxi_assets_tests/test_distributed_training.py``; figures in
-``benchmarks/distributed_training.py``).
-
-Nothing here imports Dagster; dask, distributed, xgboost and lightgbm are imported when used.
+XGBoost and LightGBM windows of at least ``min_rows`` rides train with ``xgboost.dask`` /
+``lightgbm.dask`` on the cluster the step can reach (:func:`cluster_client`). The driver fits
+the representation and encodes the selection slice (the window's last week); one Dask task per
+month reads that month's cleaned rides on a worker and encodes its training rides there, so
+no matrix is shipped. Trials are scored on the slice on the driver, exactly as on one process;
+the kept model is the same ``Booster`` inside the same predictor. Differences on purpose: the
+trials use every ride (one process searches a sample), and LightGBM's Dask interface cannot
+early-stop, so it trains ``num_boost_round`` rounds and the best count is read on the driver
+from the slice's per-round error. Histograms from per-worker sketches differ slightly: the
+12-month green window scores within 1% of one process (tests/benchmarks). No Dagster here.
 """
 
 from __future__ import annotations
@@ -63,12 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taxi_assets.ml.dataset import TrainingSet, early_stopping_mask
-from taxi_assets.ml.estimators import EstimatorSpec, clean_params, refit_rounds
-from taxi_assets.ml.metrics import baseline_rmse, regression_metrics
+from taxi_assets.ml.dataset import TrainingSet, selection_mask
+from taxi_assets.ml.estimators import EstimatorSpec, refit_rounds, training_rows
 from taxi_assets.ml.predictor import TripDurationPredictor
-from taxi_assets.ml.representation import FeatureStep, fit_representation
-from taxi_assets.ml.tuning import TrialResult, TuningResult, tune
+from taxi_assets.ml.representation import FeatureStep
+from taxi_assets.ml.tuning import TuningResult, tune
 
 DISTRIBUTED_ESTIMATORS = ("xgboost", "lightgbm")
 RIDE_COLUMNS = ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "duration"]
@@ -285,107 +244,71 @@ def _refit_lightgbm(client, parts: MonthParts, step, params, model, **_):
 _FIT = {"xgboost": (_fit_xgboost, _refit_xgboost), "lightgbm": (_fit_lightgbm, _refit_lightgbm)}
 
 
-# --- the search ---------------------------------------------------------------------------------
+# --- the backend the search loop runs on -------------------------------------------------------
 
 
-def tune_distributed(
-    spec: EstimatorSpec,
-    training_set: TrainingSet,
-    sources: Mapping[str, str],
-    client,
-    max_evaluations: int,
-    random_state: int,
-    on_trial: Callable[[TrialResult], None] | None = None,
-    profile: str = "quick",
-    **spec_overrides: Any,
-) -> TuningResult:
-    """:func:`~taxi_assets.ml.tuning.tune` for XGBoost / LightGBM on a Dask cluster.
+class DaskTraining:
+    """:class:`~taxi_assets.ml.tuning.Training` across a Dask cluster: each worker encodes its
+    months' training rides (the fitted step travels to it); the selection slice (the window's
+    last week) is encoded on the driver, where every trial is scored as on one process."""
 
-    ``sources`` maps each month of the training set's window (``training_set.info["months"]``)
-    to its cleaned rides (path or URL); ``client`` is a ``distributed.Client``.
-    """
-    from hyperopt import STATUS_OK, Trials, fmin, tpe
+    def __init__(self, client, sources: Mapping[str, str], spec: EstimatorSpec, step: FeatureStep, ts: TrainingSet,
+                 random_state: int, threads: int, fit_options: dict[str, Any]):  # fmt: skip
+        from taxi_assets.ml.tuning import MAX_SELECTION_ROWS
 
-    if not supports(spec):
-        raise ValueError(f"{spec.name}: no Dask training path (only {', '.join(DISTRIBUTED_ESTIMATORS)})")
-    if max_evaluations < 1:
-        raise ValueError(f"{spec.name}: max_evaluations must be at least 1, got {max_evaluations}")
-    ts = training_set
-    window = list(ts.info.get("months") or sources)
-    missing = [m for m in window if m not in sources]
-    if missing:
-        raise ValueError(f"{spec.name}: no cleaned rides given for {', '.join(missing)} of the window {window}")
-    space = spec.search_space(random_state, profile=profile, **spec_overrides)
-    _, fit_options = spec.split_overrides(spec_overrides, space)
-    fit, refit = _FIT[spec.name]
-    started = time.perf_counter()
-
-    step = fit_representation(spec.representation, ts)
-    rides = ts.rides("train")
-    pickups = rides["pickup_datetime"].to_numpy(dtype="datetime64[us]")
-    stop = early_stopping_mask(pickups)
-    es_from = pickups[stop].min()
-    boundary = np.datetime64(pd.Timestamp(ts.info["boundary"]).to_datetime64(), "us")
-    X_val = step.from_training_set(ts, "val")
-    extra = {}
-    if spec.name == "lightgbm":  # the slice LightGBM's best round is read on (module docstring)
-        es_rides = rides.loc[stop]
-        extra = {"X_es": step.encode(es_rides["PULocationID"].to_numpy(), es_rides["DOLocationID"].to_numpy(),
-                                     es_rides["trip_distance"].to_numpy(),
-                                     pickups[stop] if step.extended else None),
-                 "y_es": np.asarray(ts.y_train)[stop]}  # fmt: skip
-
-    parts = MonthParts(client, {m: sources[m] for m in window}, step, boundary, es_from)
-    try:
-        workers = sorted(set(parts.workers.values()))
-        training = {
-            **step.describe(), "distributed": True, "dask_workers": len(client.scheduler_info(n_workers=-1)["workers"]),
-            "read_by": dict(parts.workers), "window_rides": int(len(ts.y_train)), "fitted_rides": parts.fitted_rows,
-            "early_stopping_rides": parts.es_rows_total, "early_stopping_from": str(es_from), "train_rides": parts.fitted_rows + parts.es_rows_total,
+        if not supports(spec):
+            raise ValueError(f"{spec.name}: no Dask training path (only {', '.join(DISTRIBUTED_ESTIMATORS)})")
+        window = list(ts.info.get("months") or sources)
+        missing = [m for m in window if m not in sources]
+        if missing:
+            raise ValueError(f"{spec.name}: no cleaned rides given for {', '.join(missing)} of the window {window}")
+        self.client, self.spec, self.step, self.fit_options = client, spec, step, fit_options
+        self._fit, self._refit = _FIT[spec.name]
+        rides = ts.rides("train")
+        pickups = rides["pickup_datetime"].to_numpy(dtype="datetime64[us]")
+        chosen = selection_mask(pickups)
+        selection_from = pickups[chosen].min()
+        boundary = np.datetime64(pd.Timestamp(ts.info["boundary"]).to_datetime64(), "us")
+        picked = rides.loc[chosen]
+        self.X_slice = step.encode(picked["PULocationID"].to_numpy(), picked["DOLocationID"].to_numpy(),
+                                   picked["trip_distance"].to_numpy(), pickups[chosen] if step.extended else None)  # fmt: skip
+        self.y_slice = np.asarray(ts.y_train, dtype=np.float64)[chosen]
+        scored = training_rows(len(self.y_slice), MAX_SELECTION_ROWS, random_state)
+        self.selection_X = self.X_slice if scored is None else self.X_slice[scored]
+        self.selection_y = self.y_slice if scored is None else self.y_slice[scored]
+        self.parts = MonthParts(client, {m: sources[m] for m in window}, step, boundary, selection_from)
+        self.facts = {
+            "distributed": True, "dask_workers": len(client.scheduler_info(n_workers=-1)["workers"]),
+            "read_by": dict(self.parts.workers), "workers_reading": len(set(self.parts.workers.values())),
+            "window_rides": int(len(ts.y_train)), "fitted_rides": self.parts.fitted_rows,
+            "selection_rides": self.parts.es_rows_total, "selection_from": str(selection_from),
+            "train_rides": self.parts.fitted_rows + self.parts.es_rows_total,
         }  # fmt: skip
-        trials: list[TrialResult] = []
-        best: dict[str, Any] = {"loss": np.inf, "model": None, "params": None, "index": 0}
 
-        def objective(sampled: dict[str, Any]) -> dict[str, Any]:
-            params = clean_params(sampled)
-            t0 = time.perf_counter()
-            model = fit(client, parts, step, params, **fit_options, **extra)
-            loss = regression_metrics(ts.y_val, TripDurationPredictor(step, model, spec.name).predict_features(X_val))["rmse"]
-            index = len(trials) + 1
-            if loss < best["loss"]:
-                best.update(loss=loss, model=model, params=params, index=index)
-            trial = TrialResult(index, max_evaluations, params, loss, float(best["loss"]), time.perf_counter() - t0)
-            trials.append(trial)
-            if on_trial is not None:
-                on_trial(trial)
-            return {"loss": loss, "status": STATUS_OK}
+    def fit(self, params):
+        return self._fit(self.client, self.parts, self.step, params, X_es=self.X_slice, y_es=self.y_slice, **self.fit_options)
 
-        fmin(fn=objective, space=space, algo=tpe.suggest, max_evals=max_evaluations, trials=Trials(),
-             rstate=np.random.default_rng(random_state), show_progressbar=False)  # fmt: skip
-        if best["model"] is None:
-            raise RuntimeError(f"{spec.name}: no trial produced a finite validation RMSE; check the training set")
-        t0 = time.perf_counter()
-        model = refit(client, parts, step, best["params"], best["model"], **fit_options)
-        training.update(refit_seconds=round(time.perf_counter() - t0, 3), refit_rides=parts.fitted_rows + parts.es_rows_total,
-                        best_trial_rmse=float(best["loss"]), workers_reading=len(workers))  # fmt: skip
-    finally:
-        parts.release()
-    predictor = TripDurationPredictor(step, model, spec.name)
-    return TuningResult(
-        estimator=spec.name,
-        best_params=best["params"],
-        predictor=predictor,
-        metrics=regression_metrics(ts.y_val, predictor.predict_features(X_val)),
-        baseline_rmse=baseline_rmse(ts.y_train, ts.y_val),
-        trials=trials,
-        train_seconds=time.perf_counter() - started,
-        fit_options=fit_options,
-        best_trial=best["index"],
-        training=training,
-    )
+    def predict_selection(self, model) -> np.ndarray:
+        return TripDurationPredictor(self.step, model, self.spec.name).predict_features(self.selection_X)
+
+    def refit(self, params, model):
+        return self._refit(self.client, self.parts, self.step, params, model, **self.fit_options)
+
+    def close(self) -> None:
+        self.parts.release()
 
 
-def tune_auto(
+def dask_backend(client, sources: Mapping[str, str]):
+    """The ``backend`` argument of :func:`~taxi_assets.ml.tuning.tune` for ``client``'s cluster;
+    ``sources`` maps each month of the window to its cleaned rides (path or URL)."""
+
+    def build(spec, step, ts, random_state, threads, fit_options) -> DaskTraining:
+        return DaskTraining(client, sources, spec, step, ts, random_state, threads, fit_options)
+
+    return build
+
+
+def tune_on_cluster_or_here(
     spec: EstimatorSpec,
     training_set: TrainingSet,
     max_evaluations: int,
@@ -395,28 +318,23 @@ def tune_auto(
     min_rows: int,
     dask_address: str | None = None,
     log: Callable[[str], None] | None = None,
-    on_trial: Callable[[TrialResult], None] | None = None,
-    profile: str = "quick",
-    n_jobs: int | None = None,
-    **spec_overrides: Any,
+    **tune_kwargs: Any,
 ) -> TuningResult:
-    """``tune`` on one process (``n_jobs`` threads), or :func:`tune_distributed` when ``spec``
-    is a booster, the training window holds at least ``min_rows`` rides and a cluster is
-    reachable (:func:`cluster_client`). ``sources(month)`` names a month's cleaned rides."""
+    """:func:`~taxi_assets.ml.tuning.tune` across the Dask cluster when ``spec`` is a booster,
+    the window holds at least ``min_rows`` rides and a cluster is reachable
+    (:func:`cluster_client`); on this process otherwise. ``sources(month)`` names a month's
+    cleaned rides."""
     rows = len(training_set.y_train)
-    if should_distribute(spec, rows, min_rows) and not training_set.info.get("months"):
-        if log:
-            log(f"{spec.name}: this training set does not name its months (written by an older version): training on this process")
+    months = list(training_set.info.get("months") or [])
+    log = log or (lambda message: None)
+    if should_distribute(spec, rows, min_rows) and not months:
+        log(f"{spec.name}: this training set does not name its months (written by an older version): training on this process")
     elif should_distribute(spec, rows, min_rows):
         with cluster_client(dask_address) as client:
             if client is not None:
-                if log:
-                    log(f"{spec.name}: {rows:,} training rides >= {min_rows:,}: training across the Dask cluster's workers")
-                months = list(training_set.info.get("months") or [])
-                return tune_distributed(spec, training_set, {m: sources(m) for m in months}, client, max_evaluations,
-                                        random_state, on_trial=on_trial, profile=profile, **spec_overrides)  # fmt: skip
-            if log:
-                log(f"{spec.name}: {rows:,} training rides >= {min_rows:,} but no Dask cluster (TAXI_EXECUTOR=dask or "
-                    "TAXI_DASK_ADDRESS): training on this process")  # fmt: skip
-    return tune(spec, training_set, max_evaluations, random_state, on_trial=on_trial, profile=profile, n_jobs=n_jobs,
-                **spec_overrides)  # fmt: skip
+                log(f"{spec.name}: {rows:,} training rides >= {min_rows:,}: training across the Dask cluster's workers")
+                backend = dask_backend(client, {m: sources(m) for m in months})
+                return tune(spec, training_set, max_evaluations, random_state, backend=backend, **tune_kwargs)
+            log(f"{spec.name}: {rows:,} training rides >= {min_rows:,} but no Dask cluster (TAXI_EXECUTOR=dask or "
+                "TAXI_DASK_ADDRESS): training on this process")  # fmt: skip
+    return tune(spec, training_set, max_evaluations, random_state, **tune_kwargs)

@@ -26,15 +26,14 @@ Every representation clips ``trip_distance`` at the training rides' 99.9th perce
 months hold distances up to 201,421 miles): the linear models' distance coefficient and the
 forests' split thresholds are no longer decided by a handful of impossible rides.
 
-Early stopping and refit
-------------------------
-The boosters (``early_stopping=True``) never stop on the month they are scored on: ``fit``
-gets the training rides minus the last week of the training window, and stops on that last
-week (:func:`taxi_assets.ml.dataset.early_stopping_mask`). The validation month is only
-scored (hyperopt still compares the trials' validation RMSE, as the course does). After the
-search, ``refit`` retrains the best trial's parameters on the whole training window for the
-number of rounds early stopping picked, scaled by the rides added back (rounds x whole
-window / fitted part, at most x1.5): the kept model has seen the most recent week too.
+Selection, early stopping and refit
+-----------------------------------
+No model sees the month it is scored on before it is scored: every trial fits on the training
+rides minus the window's last week and is compared on that week (the selection slice,
+:func:`taxi_assets.ml.dataset.selection_mask`); the boosters (``early_stopping=True``) also
+stop on it. After the search the best parameters are refitted on the whole window (``refit``
+for the boosters: the rounds early stopping picked, scaled by the rides added back, at most
+x1.5; ``fit`` on every ride otherwise), and that model alone is scored on the validation month.
 
 Training-size caps
 ------------------
@@ -161,10 +160,10 @@ class EstimatorSpec:
     (a dict of hyperopt expressions and constants). ``fit(params, X_train, y_train, X_es,
     y_es, n_jobs=..., **fit_options)`` returns the fitted estimator (anything
     :class:`~taxi_assets.ml.predictor.TripDurationPredictor` can call: sklearn, an XGBoost or
-    a LightGBM ``Booster``); ``X_train`` is in the entry's ``representation``. With
-    ``early_stopping`` the training rides are split: ``X_train`` is the window without its
-    last week and ``X_es`` that week (the early-stopping slice); otherwise ``X_train`` is the
-    whole window and ``X_es``/``y_es`` are ``None``. ``categorical`` representations also get
+    a LightGBM ``Booster``); ``X_train`` is in the entry's ``representation``. Trials get
+    the window without its last week as ``X_train``; with ``early_stopping`` ``X_es`` is that
+    week (the selection slice), otherwise ``X_es``/``y_es`` are ``None``; after the search
+    ``fit`` (or ``refit``) trains the chosen parameters on the whole window. ``categorical`` representations also get
     ``feature_names`` and ``categorical_features`` (column indexes) as keywords.
     ``refit(params, model, X, y, n_jobs=..., **fit_options)`` (optional) retrains the best
     trial on the whole window after the search. ``fit_options`` are the extra settings ``fit``

@@ -27,6 +27,10 @@ class TrainedModel:
     model_uri: str = ""
     registered_model_name: str = ""
     registered_model_version: int = -1
+    # The months whose rides it was fitted on (before ``month``, its validation month) and the
+    # RMSE its hyperparameters were chosen on (the training window's last week).
+    trained_months: list[str] = field(default_factory=list)
+    selection_rmse: float = float("nan")
 
     @property
     def name(self) -> str:

@@ -2,10 +2,11 @@
 
 Registry layout: every estimator registers its own versions as
 ``taxi-trip-duration-{taxi}-{estimator}``; versions of one name are always comparable (same
-estimator, same feature code). The champion line ``taxi-trip-duration-{taxi}`` holds the
-models that won a month, and its alias ``champion`` is what serving loads:
+estimator, same feature code). The champion line ``taxi-trip-duration-{taxi}`` holds one version
+per month's decision (tagged with that month), and its alias ``champion`` is what serving loads:
 ``mlflow models serve -m "models:/taxi-trip-duration-green@champion"``, a URI that never
-changes when another estimator wins.
+changes when another estimator wins. The alias only moves forward in time
+(:mod:`taxi_assets.registry.champion`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ CHAMPION_ALIAS = "champion"
 RUN_ID_TAG = "dagster.run_id"
 ASSET_KEY_TAG = "dagster.asset_key"
 PARTITION_TAG = "dagster.partition"
+
+# Tags of a version of the champion line: the month whose decision it records, the month the
+# model first won, the months it was trained on, and whether that month promoted or kept it.
+CHAMPION_MONTH_TAG = "champion_month"
+WON_MONTH_TAG = "won_month"
+TRAINED_MONTHS_TAG = "trained_months"
+DECISION_TAG = "decision"
 
 
 def registered_model_name(taxi_type: str, estimator: str) -> str:
@@ -31,13 +39,3 @@ def champion_model_name(taxi_type: str) -> str:
 def champion_uri(taxi_type: str) -> str:
     """What serving loads: the alias ``champion`` of the champion line."""
     return f"models:/{champion_model_name(taxi_type)}@{CHAMPION_ALIAS}"
-
-
-def decide(challenger_rmse: float, champion_rmse: float | None, tolerance: float) -> tuple[bool, str]:
-    """The promotion rule: the month's best model replaces the champion unless it is worse
-    on the same validation rides by more than ``tolerance`` minutes."""
-    if champion_rmse is None:
-        return True, "promoted: no champion yet"
-    if challenger_rmse <= champion_rmse + tolerance:
-        return True, f"promoted: {challenger_rmse:.4f} <= champion {champion_rmse:.4f} + tolerance {tolerance}"
-    return False, f"kept champion: challenger {challenger_rmse:.4f} > champion {champion_rmse:.4f} + tolerance {tolerance}"

@@ -391,7 +391,7 @@ class ModelRun:
         self.store.client.log_batch(self.run_id, params=_params({f"config.{k}": v for k, v in config.items()}))
 
     def log_trial(self, trial: TrialResult) -> str:
-        """One hyperopt trial as a finished child run (params, rmse, best_rmse, seconds)."""
+        """One hyperopt trial as a finished child run (params, selection_rmse, best_selection_rmse, seconds)."""
         from mlflow.entities import Metric
 
         client = self.store.client
@@ -407,8 +407,8 @@ class ModelRun:
             client.log_batch(
                 run_id,
                 metrics=[
-                    Metric("rmse", float(trial.loss), now, 0),
-                    Metric("best_rmse", float(trial.best_loss), now, 0),
+                    Metric("selection_rmse", float(trial.loss), now, 0),
+                    Metric("best_selection_rmse", float(trial.best_loss), now, 0),
                     Metric("seconds", float(trial.seconds), now, 0),
                 ],
                 params=_params(trial.params),
@@ -435,6 +435,7 @@ class ModelRun:
         metrics = {
             **result.metrics,
             "baseline_rmse": result.baseline_rmse,
+            "selection_rmse": result.selection_rmse,
             "train_seconds": result.train_seconds,
             "trials": len(result.trials),
         }
@@ -444,7 +445,7 @@ class ModelRun:
             params=_params({**result.best_params, **{f"fit.{k}": v for k, v in result.fit_options.items()}}),
         )
         trials = [
-            {"trial": t.index, "rmse": t.loss, "best_rmse": t.best_loss, "seconds": t.seconds, "params": t.params}
+            {"trial": t.index, "selection_rmse": t.loss, "best_selection_rmse": t.best_loss, "seconds": t.seconds, "params": t.params}
             for t in result.trials
         ]
         client.log_text(self.run_id, json.dumps(trials, indent=1), "trials.json")

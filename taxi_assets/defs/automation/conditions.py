@@ -11,8 +11,12 @@ Two refinements make sure nothing is launched to fail:
   never requested for the training tier (``training_set`` and everything after it): their
   training window reaches before the first partition;
 * an input partition that can never exist (the training tier before the first trainable
-  month) does not count as missing, and ``data_drift``'s input from the previous month's
-  champion is optional: drift runs without it and runs again when it arrives.
+  month) does not count as missing, and the inputs from the previous month's champion
+  (``data_drift``'s, ``champion_model``'s own) are optional: they run without it and again
+  when it arrives; ``champion_model[M]`` waits while ``champion_model[M-1]`` is requested, so
+  the champion line is decided month after month.
+
+The unpartitioned ``backtest`` follows any month of its inputs (:func:`summary_condition`).
 
 :class:`UntrainableMonth` is an arbitrary-Python condition, so the automation sensor evaluates
 on the code server (``use_user_code_server=True``).
@@ -29,6 +33,7 @@ RAW = dg.AssetKey("raw_trips")
 CLEANED = dg.AssetKey("cleaned_trips")
 DATA_TIER = frozenset({RAW, CLEANED})
 PREVIOUS_CHAMPION = dg.AssetKey("champion_model")
+BACKTEST = dg.AssetKey("backtest")
 
 
 class UntrainableMonth(dg.AutomationCondition):
@@ -51,13 +56,17 @@ class UntrainableMonth(dg.AutomationCondition):
 
 
 def retrain_condition(
-    ignore_missing: tuple[dg.AssetKey, ...] = (), ignore_updates: tuple[dg.AssetKey, ...] = ()
+    ignore_missing: tuple[dg.AssetKey, ...] = (),
+    ignore_updates: tuple[dg.AssetKey, ...] = (),
+    after: tuple[dg.AssetKey, ...] = (),
 ) -> dg.AutomationCondition:
     """``eager()`` for every month, for months that can succeed (see the module docstring).
 
     ``ignore_missing``: inputs whose absence does not hold the asset back (optional inputs).
     ``ignore_updates``: inputs whose updates reach the asset through another input already
     (a model's cleaned_trips, which its training_set is built from): no second request.
+    ``after``: inputs to wait for when they are requested in the same tick (champion_model[M]
+    waits for champion_model[M-1], so the line is decided in order, one month per tick).
     """
     missing_dep = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested() & ~UntrainableMonth()
@@ -74,14 +83,30 @@ def retrain_condition(
         # An optional input that is absent has no checks to pass either.
         missing_dep = missing_dep.ignore(dg.AssetSelection.assets(*ignore_missing))
         checks_passed = checks_passed.ignore(dg.AssetSelection.assets(*ignore_missing))
-    return (
+    condition = (
         (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
         & ~missing_dep.with_label("any_deps_missing")
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
         & checks_passed.with_label("all_deps_blocking_checks_passed")
         & ~UntrainableMonth()
-    ).with_label("retrain_on_new_upstream_data")
+    )
+    if after:
+        # Dagster cannot tell within one tick whether an asset's own earlier partition will be
+        # requested (will_be_requested of a self-dependency), so the same condition is asked of it.
+        requested_first = dg.AutomationCondition.any_deps_match(condition).allow(dg.AssetSelection.assets(*after))
+        condition = condition & ~requested_first.with_label("previous_month_first")
+    return condition.with_label("retrain_on_new_upstream_data")
+
+
+def summary_condition() -> dg.AutomationCondition:
+    """An unpartitioned summary of every month (the backtest): after any month of its inputs
+    was updated, once none is in progress."""
+    return (
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("update_after_any_month")
 
 
 def condition_for(key: dg.AssetKey) -> dg.AutomationCondition | None:
@@ -90,6 +115,10 @@ def condition_for(key: dg.AssetKey) -> dg.AutomationCondition | None:
         return None
     if key == dg.AssetKey("data_drift"):
         return retrain_condition(ignore_missing=(PREVIOUS_CHAMPION,))
+    if key == PREVIOUS_CHAMPION:  # champion_model[M] reads champion_model[M-1]
+        return retrain_condition(ignore_missing=(PREVIOUS_CHAMPION,), after=(PREVIOUS_CHAMPION,))
+    if key == BACKTEST:
+        return summary_condition()
     if key.to_user_string() in ESTIMATORS:
         return retrain_condition(ignore_updates=(CLEANED,))
     return retrain_condition()

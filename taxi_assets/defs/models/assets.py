@@ -78,7 +78,7 @@ def train_month(
 ) -> TrainedModel:
     """Tune ``spec`` on ``training_set[month]``, log and register it; the month's TrainedModel."""
     from taxi_assets.defs.resources.io_manager import TaxiIOManager
-    from taxi_assets.ml.distributed import tune_auto
+    from taxi_assets.ml.distributed import tune_on_cluster_or_here
 
     label = f"{spec.name}[{month}]"
     overrides = {name: getattr(config, name) for name in list(spec.fit_options) + list(spec.config_overrides)}
@@ -91,14 +91,14 @@ def train_month(
 
         def on_trial(trial) -> None:
             context.log.info(
-                f"{label}: trial {trial.index} of {trial.total}: rmse={trial.loss:.4f}, "
+                f"{label}: trial {trial.index} of {trial.total}: selection rmse={trial.loss:.4f}, "
                 f"best={trial.best_loss:.4f} ({trial.seconds:.1f}s) {json.dumps(trial.params)}"
             )
             run.log_trial(trial)
 
         # One process, or (boosters above TAXI_DISTRIBUTED_MIN_ROWS rides, a Dask cluster reachable)
         # across the cluster's workers, each reading its months' cleaned_trips (ml/distributed.py).
-        result = tune_auto(
+        result = tune_on_cluster_or_here(
             spec, ts, config.max_evaluations, config.random_state, on_trial=on_trial, profile=config.search_space,
             sources=lambda m: str(TaxiIOManager().path_for(dg.AssetKey("cleaned_trips"), m)),
             min_rows=SETTINGS.distributed_min_rows, dask_address=SETTINGS.dask_address, log=context.log.info,
@@ -107,7 +107,8 @@ def train_month(
         registered = registered_model_name(SETTINGS.taxi_type, spec.name)
         info, version = run.log_result(result, example_records(ts), registered)
     context.log.info(
-        f"{label}: validation rmse={result.metrics['rmse']:.4f} (baseline {result.baseline_rmse:.4f}) in "
+        f"{label}: validation rmse={result.metrics['rmse']:.4f} (baseline {result.baseline_rmse:.4f}; chosen on the "
+        f"training window's last week at {result.selection_rmse:.4f}) in "
         f"{result.train_seconds:.1f}s; registered {registered} version {version.version}"
     )
     return TrainedModel(
@@ -123,12 +124,16 @@ def train_month(
         model_uri=info.model_uri,
         registered_model_name=registered,
         registered_model_version=int(version.version),
+        trained_months=list(ts.info.get("months", []))[:-1],
+        selection_rmse=result.selection_rmse,
     )
 
 
 def model_metadata(trained: TrainedModel, search_space: str, step_seconds: float) -> dict[str, Any]:
     return {
         **{k: trained.metrics[k] for k in ("rmse", "mse", "mae", "r2")},
+        "selection_rmse": trained.selection_rmse,
+        "trained_months": ", ".join(trained.trained_months),
         "baseline_rmse": trained.baseline_rmse,
         "train_seconds": trained.train_seconds,
         "step_seconds": step_seconds,

@@ -1,6 +1,6 @@
 """``data_drift[M]``: how month M differs from the months its models trained on, and the real
-error of the previous month's champion on M (actual durations are known, so this is the
-model's true performance on data it never saw: the honest figure)."""
+error of champion_model[M-1] on M (actual durations are known, and that champion was trained
+and chosen on rides before M: its honest, out-of-sample figure), beside the mean baseline."""
 
 import dagster as dg
 import numpy as np
@@ -16,11 +16,13 @@ from taxi_assets.defs.partitions import (
     training_window_mapping,
 )
 from taxi_assets.defs.preparation.assets import window_frames
+from taxi_assets.defs.resources.io_manager import UnreadableInput
 from taxi_assets.ml import charts
+from taxi_assets.ml.champion import Champion, check_trained_before
 from taxi_assets.ml.dataset import pool_months
 from taxi_assets.ml.drift import drift_report
 from taxi_assets.ml.features import REQUEST_FIELDS
-from taxi_assets.ml.metrics import regression_metrics
+from taxi_assets.ml.metrics import baseline_rmse, regression_metrics
 from taxi_assets.settings import SETTINGS
 
 DATA_DRIFT = dg.AssetKey("data_drift")
@@ -63,22 +65,34 @@ def drift_checks(report: dict, psi_warn: float, unseen_warn: float) -> list[dg.A
     ]
 
 
-def previous_champion_performance(champion, previous: str, current: pd.DataFrame) -> dict:
-    """RMSE of ``champion_model[previous]`` on the rides of the month after it."""
-    if champion is None:
+def previous_champion_performance(champion, previous: str, month: str, train: pd.DataFrame, current: pd.DataFrame) -> dict:
+    """``champion_model[previous]`` scored on ``month``'s rides: its honest, out-of-sample error
+    beside the figure it was chosen on, the mean baseline on the same rides, and where it came
+    from. No entry for a figure that does not exist (no sentinels)."""
+    if isinstance(champion, UnreadableInput):
+        return {"previous_champion": f"champion_model[{previous}] is unreadable: {champion.reason}"}
+    if not isinstance(champion, Champion):  # absent (first month, never decided) or an older layout
         return {"previous_champion": f"none for {previous}"}
+    check_trained_before(month, champion.model, "previous champion")
     predicted = champion.predict(current[REQUEST_FIELDS])
-    metrics = regression_metrics(current["duration"].to_numpy(), predicted)
-    # The RMSE it was chosen on (its own validation month, which also picked its hyperparameters)
-    # beside the RMSE on the month after: the gap is the selection's optimism.
-    selected_on = float(champion.metrics.get("rmse", float("nan")))
-    return {
-        "previous_champion": f"{champion.name} (champion_model[{previous}])",
+    actual = current["duration"].to_numpy()
+    metrics = regression_metrics(actual, predicted)
+    report = {
+        "previous_champion": f"{champion.name} (champion_model[{previous}], since {champion.won_month})",
+        "previous_champion_month": champion.month,
+        "previous_champion_won_month": champion.won_month,
+        "previous_champion_trained_months": ", ".join(champion.trained_months),
         **{f"previous_champion_{k}": round(float(v), 6) for k, v in metrics.items()},
-        "previous_champion_selection_rmse": round(selected_on, 6),
-        "previous_champion_rmse_gap": round(float(metrics["rmse"]) - selected_on, 6),
+        # The RMSE it was chosen on (its month's validation rides) beside its error on the month
+        # after: the gap is what a month of ageing and the choice's optimism cost.
+        "previous_champion_selection_rmse": round(champion.rmse, 6),
+        "previous_champion_rmse_gap": round(float(metrics["rmse"]) - champion.rmse, 6),
+        "previous_champion_baseline_rmse": round(baseline_rmse(train["duration"].to_numpy(), actual), 6),
         "previous_champion_mean_prediction": round(float(np.mean(predicted)), 4),
     }
+    if champion.registry_version is not None:
+        report["previous_champion_version"] = champion.registry_version
+    return report
 
 
 @dg.asset(
@@ -115,7 +129,8 @@ def data_drift(context: dg.AssetExecutionContext, cleaned_trips, previous_champi
         report["row_count_change_pct"] = 100.0 * (len(current) - mean_train_rows) / mean_train_rows
         (previous,) = month_keys.previous_months(month, 1)
         champions = previous_champion if isinstance(previous_champion, dict) else {previous: previous_champion}
-        report.update(previous_champion_performance(champions.get(previous), previous, current))
+        champions = champions or {}
+        report.update(previous_champion_performance(champions.get(previous), previous, month, train, current))
         report["compared_with"] = ", ".join(frames)
         context.log.info(f"data_drift[{month}] vs {report['compared_with']}: {report}")
         pictures = {

@@ -18,7 +18,8 @@ else fails loudly naming the asset and months: nothing is ever written to an inv
 
 Inputs follow Dagster's convention: one upstream partition arrives as the object, several as
 a ``{month: object}`` dict. An input declared ``AssetIn(metadata={"optional": True})`` may be
-absent: a missing partition is then left out of the dict, or arrives as None. An input may read a subset of a parquet asset's columns through
+absent: a missing partition is then left out of the dict, or arrives as None, and an unreadable
+one arrives as :class:`UnreadableInput`. An input may read a subset of a parquet asset's columns through
 ``AssetIn(metadata={"columns": [...]})``. A stored file that cannot be read is a
 :class:`CorruptOutputError` naming the asset, month and path: a permanent error (re-running
 the step would read the same bytes), so the wiring fails it without retries.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -58,6 +60,14 @@ class NotMaterializedError(FileNotFoundError):
 
 class CorruptOutputError(RuntimeError):
     """A stored output exists but cannot be read (truncated, overwritten by something else)."""
+
+
+@dataclass(frozen=True)
+class UnreadableInput:
+    """An optional input whose stored file exists but cannot be read: the asset treats it as
+    absent and says why (``reason`` names the asset, month and path)."""
+
+    reason: str
 
 
 class OutputWriteError(OSError):
@@ -193,6 +203,9 @@ class TaxiIOManager(dg.ConfigurableIOManager):
                     continue
                 raise dg.Failure(description=str(exc), allow_retries=False) from None
             except CorruptOutputError as exc:
+                if optional:  # the asset decides what an unreadable optional input means
+                    loaded[key] = UnreadableInput(str(exc))
+                    continue
                 # Re-reading the same file cannot succeed: no step retry.
                 raise dg.Failure(description=str(exc), allow_retries=False) from None
         if len(keys) == 1:

@@ -1,11 +1,13 @@
-"""Serving: the champion model of each month, promoted in the MLflow registry, and batch
-predictions with it.
+"""Serving: the champion line, month by month, kept in the MLflow registry, and batch predictions.
 
-Promotion rule (:func:`taxi_assets.registry.names.decide`): the best model of month M by
-validation RMSE, among the models that beat the baseline, replaces the current champion only
-if it is not worse than that champion on the same validation rides, within
-``TAXI_CHAMPION_TOLERANCE`` minutes. The blocking check ``promotion_is_safe`` is judged before
-anything is promoted: a month where no model beats the baseline fails and the alias stays.
+``champion_model[M]`` reads month M's leaderboard, models and validation rides and
+``champion_model[M-1]`` (an edge of the graph: the previous-month partition mapping, optional
+for the first month) and holds the better of M's challenger and that champion on M's
+validation rides (:func:`taxi_assets.ml.champion.choose_champion`). It registers the winner as
+M's version of the champion line; the alias ``champion`` that serving loads points to the newest
+month's version, so a backfill never moves it back (:mod:`taxi_assets.registry.champion`).
+``promotion_is_safe`` is judged before anything is registered (a month without a model that
+beats the baseline fails, naming it); the backtest checks that the served version loads.
 """
 
 import time
@@ -14,14 +16,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from taxi_assets import months as month_keys
 from taxi_assets.defs.models.assets import MODEL_NAMES
-from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of
+from taxi_assets.defs.partitions import ML_TEAM, monthly_asset, months_of, previous_month_mapping
+from taxi_assets.defs.resources.io_manager import UnreadableInput
 from taxi_assets.defs.resources.tracking import MlflowTracking
+from taxi_assets.ml.champion import Champion, choose_champion
 from taxi_assets.ml.features import REQUEST_FIELDS
 from taxi_assets.ml.metrics import regression_metrics
-from taxi_assets.ml.trained import TrainedModel
-from taxi_assets.registry.champion import current_champion, load_champion_predictor, promote
-from taxi_assets.registry.names import PARTITION_TAG, RUN_ID_TAG, champion_uri, decide
+from taxi_assets.registry.champion import register_champion, serve_newest
+from taxi_assets.registry.names import champion_uri
 from taxi_assets.settings import SETTINGS
 
 CHAMPION = dg.AssetKey("champion_model")
@@ -31,69 +35,41 @@ def _pick(value, month):
     return value[month] if isinstance(value, dict) else value
 
 
-def champion_of_month(context, mlflow: MlflowTracking, month: str, board: pd.DataFrame, ts, models: dict):
-    """``(check result, TrainedModel or None, metadata)`` of month ``month``'s decision."""
-    candidates = board[board["beats_baseline"]]
-    if candidates.empty:
-        check = dg.AssetCheckResult(
-            check_name="promotion_is_safe",
-            asset_key=CHAMPION,
-            passed=False,
-            metadata={"reason": "no model beats the baseline", "models": len(board)},
-        )
-        return check, None, {}
-    best = candidates.iloc[0]
-    challenger: TrainedModel = models[str(best["model"])]
-    validation = ts.validation_rides()
-    records, actual = validation[REQUEST_FIELDS], validation["duration"].to_numpy()
-    challenger_rmse = regression_metrics(actual, challenger.predict(records))["rmse"]
-    store = mlflow.reachable_store(context, f"champion_model[{month}]")
-    holder = current_champion(store, SETTINGS.taxi_type)
-    champion_rmse, holder_model = None, None
-    if holder is not None:
-        predictor = load_champion_predictor(store, SETTINGS.taxi_type)
-        champion_rmse = regression_metrics(actual, predictor.predict(records))["rmse"]
-        holder_model = TrainedModel(
-            predictor=predictor,
-            estimator=str(holder.tags.get("estimator", predictor.name)),
-            month=str(holder.tags.get(PARTITION_TAG, "")),
-            metrics={"rmse": champion_rmse},
-            model_uri=str(holder.source),
-            registered_model_name=holder.name,
-            registered_model_version=int(holder.version),
-        )
-    promoted, decision = decide(challenger_rmse, champion_rmse, SETTINGS.champion_tolerance)
-    check = dg.AssetCheckResult(
-        check_name="promotion_is_safe",
-        asset_key=CHAMPION,
-        passed=True,
-        metadata={"challenger": str(best["model"]), "challenger_rmse": challenger_rmse, "baseline_rmse": float(best["baseline_rmse"])},
-    )
-    if promoted:
-        version = promote(
-            store,
-            SETTINGS.taxi_type,
-            challenger.model_uri,
-            challenger.mlflow_run_id or None,
-            tags={"estimator": challenger.estimator, PARTITION_TAG: month, RUN_ID_TAG: context.run_id, "validation_rmse": f"{challenger_rmse:.6f}"},
-        )
-        output, version_number = challenger, int(version.version)
-    else:
-        output, version_number = holder_model, int(holder.version)
-    context.log.info(f"champion_model[{month}]: {decision}")
+def previous_champion_of(month: str, stored, decided: dict) -> tuple[Champion | None, str]:
+    """``(champion_model[month-1] or None, why it is absent)``: decided earlier in this run, or
+    stored (the input, absent or unreadable for a first month or a month never decided)."""
+    (previous,) = month_keys.previous_months(month, 1)
+    if previous in decided:
+        return decided[previous], ""
+    value = stored.get(previous) if isinstance(stored, dict) else stored
+    if isinstance(value, UnreadableInput):
+        return None, f"champion_model[{previous}] is unreadable, decided without it: {value.reason}"
+    if not isinstance(value, Champion):  # None, or an object stored by an older version
+        return None, f"no champion_model[{previous}]"
+    return value, ""
+
+
+def champion_metadata(champion: Champion, previous: Champion | None, absent_reason: str, rides: int) -> dict:
+    """What the UI shows for one month's decision: no sentinels, absent values are absent."""
     metadata = {
-        "decision": decision,
-        "promoted": promoted,
-        "challenger": str(best["model"]),
-        "challenger_rmse": round(challenger_rmse, 6),
-        "previous_champion_rmse": round(champion_rmse, 6) if champion_rmse is not None else -1.0,
-        "champion": output.name,
-        "champion_version": version_number,
-        "champion_uri": champion_uri(SETTINGS.taxi_type),
+        "decision": champion.decision,
+        "promoted": champion.promoted,
+        "challenger": champion.challenger,
+        "challenger_rmse": round(champion.challenger_rmse, 6),
+        "previous_champion": (
+            f"{previous.name} (champion_model[{previous.month}], since {previous.won_month})" if previous else absent_reason
+        ),
+        "champion": champion.name,
+        "champion_rmse": round(champion.rmse, 6),
+        "champion_won_month": champion.won_month,
+        "champion_trained_months": ", ".join(champion.trained_months),
+        "champion_model_uri": champion.model_uri,
         "tolerance": SETTINGS.champion_tolerance,
-        "validation_rows": len(validation),
+        "validation_rows": rides,
     }
-    return check, output, metadata
+    if champion.previous_rmse is not None:
+        metadata["previous_champion_rmse"] = round(champion.previous_rmse, 6)
+    return metadata
 
 
 @dg.asset(
@@ -102,49 +78,67 @@ def champion_of_month(context, mlflow: MlflowTracking, month: str, board: pd.Dat
         "model_leaderboard": dg.AssetIn(),
         "training_set": dg.AssetIn(),
         **{name: dg.AssetIn(key=name) for name in MODEL_NAMES},
+        # champion_model[M-1]: the line is a fold over the months (absent for a first month).
+        "previous_champion": dg.AssetIn(
+            key="champion_model", partition_mapping=previous_month_mapping(), metadata={"optional": True}
+        ),
     },
-    check_specs=[
-        dg.AssetCheckSpec(
-            "promotion_is_safe",
-            asset=CHAMPION,
-            blocking=True,
-            description="The champion chosen for the month beat the baseline (passed its model checks).",
-        )
-    ],
     description=(
-        "The month's champion: the best model by validation RMSE among those beating the baseline, "
-        "promoted to the MLflow alias 'champion' of the champion line unless it is worse than the "
-        "current champion on the same validation rides (tolerance TAXI_CHAMPION_TOLERANCE). Stores "
-        "the model that holds the alias after the decision."
+        "The champion after month M: the better, on M's validation rides, of M's challenger (its best model "
+        "beating the baseline) and champion_model[M-1] (tolerance TAXI_CHAMPION_TOLERANCE). Registered as M's "
+        "version of the MLflow champion line; the alias 'champion' serves the newest month's version, so a "
+        "backfill never moves it back."
     ),
 )
-def champion_model(context: dg.AssetExecutionContext, mlflow: MlflowTracking, model_leaderboard, training_set, **models):
-    from taxi_assets.defs.checks import combine, gate
+def champion_model(
+    context: dg.AssetExecutionContext, mlflow: MlflowTracking, model_leaderboard, training_set, previous_champion, **models
+):
+    from taxi_assets.defs.checks import refusal
 
     months = months_of(context)
-    # Judge every month before anything is promoted: a month without a qualifying model stops
-    # the step with the alias untouched.
-    qualifying = {
-        month: dg.AssetCheckResult(
-            check_name="promotion_is_safe",
-            asset_key=CHAMPION,
-            passed=bool(_pick(model_leaderboard, month)["beats_baseline"].any()),
-            metadata={"reason": "no model beats the baseline", "models": len(_pick(model_leaderboard, month))},
-        )
+    # promotion_is_safe, judged for every month before anything is registered: a month without
+    # a qualifying model stops the step with the registry untouched. (A gate in the step, not a
+    # check spec: Dagster's automation maps a self-dependent asset's check executions onto the
+    # previous month and would request champion_model[M-1] with every M.)
+    unsafe = {
+        month: [
+            dg.AssetCheckResult(
+                check_name="promotion_is_safe", asset_key=CHAMPION, passed=False,
+                metadata={"reason": "no model beats the baseline", "models": len(_pick(model_leaderboard, month))},
+            )
+        ]
         for month in months
-    }
-    yield from gate("champion_model", {month: [check] for month, check in qualifying.items()})
-    outputs, checks = {}, {}
+        if not _pick(model_leaderboard, month)["beats_baseline"].any()
+    }  # fmt: skip
+    if unsafe:
+        raise refusal("champion_model", unsafe, months)
+    store = mlflow.reachable_store(context, f"champion_model[{', '.join(months)}]")
+    decided: dict[str, Champion] = {}
     for month in months:
-        month_models = {name: _pick(m, month) for name, m in models.items()}
-        check, output, metadata = champion_of_month(
-            context, mlflow, month, _pick(model_leaderboard, month), _pick(training_set, month), month_models
-        )
-        checks[month] = [check]
-        outputs[month] = output
-        context.add_asset_metadata(metadata, partition_key=month)
-    yield dg.Output(outputs)
-    yield from combine(checks).values()
+        board = _pick(model_leaderboard, month)
+        best = board[board["beats_baseline"]].iloc[0]
+        challenger = _pick(models[str(best["model"])], month)
+        rides = _pick(training_set, month).validation_rides()
+        previous, absent_reason = previous_champion_of(month, previous_champion, decided)
+        champion = choose_champion(month, challenger, previous, rides, SETTINGS.champion_tolerance, absent_reason)
+        version = register_champion(store, SETTINGS.taxi_type, champion, context.run_id)
+        champion.registry_version = int(version.version)
+        decided[month] = champion
+        context.log.info(f"champion_model[{month}]: {champion.decision}; registered version {version.version}")
+        context.add_asset_metadata(
+            {**champion_metadata(champion, previous, absent_reason, len(rides)), "champion_version": champion.registry_version,
+             "baseline_rmse": round(float(best["baseline_rmse"]), 6)},
+            partition_key=month,
+        )  # fmt: skip
+    serving = serve_newest(store, SETTINGS.taxi_type)
+    context.log.info(f"champion_model[{', '.join(months)}]: {serving.describe(months[-1])}")
+    for month in months:
+        context.add_asset_metadata(
+            {"serving": serving.describe(month), "serving_version": serving.version, "serving_month": serving.month,
+             "champion_uri": champion_uri(SETTINGS.taxi_type)},
+            partition_key=month,
+        )  # fmt: skip
+    return dg.Output(decided)
 
 
 @dg.asset(

@@ -160,7 +160,8 @@ def predict_op(context: dg.OpExecutionContext, config: PredictConfig, model_regi
             "table": dg.MetadataValue.md(markdown_table(records, predictions)),
             "predictions": dg.MetadataValue.json(predictions),
             "model_uri": loaded.model_uri,
-            "model_version": int(loaded.version) if loaded.version else -1,
+            # a model given by run URI has no registry version: no entry rather than a sentinel
+            **({"model_version": int(loaded.version)} if loaded.version else {}),
         },
     )
 

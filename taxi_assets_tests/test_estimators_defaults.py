@@ -1,11 +1,13 @@
 """Every registry entry at its defaults on the reference window (train 2024-01, validate
-2024-02, quick space, seed 42): the validation RMSE each must reach (issue 13), honest early
+2024-02, quick space, seed 42): the validation RMSE each reaches, honest selection and early
 stopping, repeatability, the leaderboard's figures and explanations, and the LightGBM champion
 through MLflow.
 
-Thresholds (minutes): xgboost and lightgbm <= 4.98 (the one-hot design scores 5.228 with the
-same honest early stopping), extra_trees <= 5.6, every other model at or below its course
-figure at one evaluation. About two minutes on two cores: each model is tuned once here."""
+Thresholds (minutes) are the measured figures (README "Models", benchmarks/selection_split.py)
+plus a margin of 0.03 (about 0.5%: same seed, same data and pinned libraries give the same
+figure; the margin covers another CPU count's thread splits); the issue targets (xgboost and
+lightgbm <= 4.98, extra_trees <= 5.6, the others at or below the course's figures) are checked
+as well. About two minutes on two cores: each model is tuned once here."""
 
 from __future__ import annotations
 
@@ -22,7 +24,18 @@ from taxi_assets_tests.model_fixtures import reference, reference_training_set  
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 SEED = 42
-THRESHOLDS = {
+MARGIN = 0.03
+MEASURED = {  # validation RMSE at the defaults, 2026-12-07 (README "Models")
+    "linear_regression": 5.7558,
+    "lasso": 5.6877,
+    "linear_svr": 5.8971,
+    "extra_trees": 5.1349,
+    "gradient_boosting": 5.1069,
+    "random_forest": 5.0577,
+    "xgboost": 4.9015,
+    "lightgbm": 4.8726,
+}
+TARGETS = {  # the issues' promises: boosters 4.98, extra_trees 5.6, the others the course's figures
     "linear_regression": 5.995,
     "lasso": 9.110,
     "linear_svr": 7.14,
@@ -32,6 +45,7 @@ THRESHOLDS = {
     "xgboost": 4.98,
     "lightgbm": 4.98,
 }
+THRESHOLDS = {name: round(rmse + MARGIN, 4) for name, rmse in MEASURED.items()}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +53,9 @@ def defaults(reference_training_set):  # noqa: F811
     return {name: tune(spec, reference_training_set, spec.max_evaluations, SEED) for name, spec in ESTIMATORS.items()}
 
 
-def test_thresholds_cover_the_registry():
-    assert set(THRESHOLDS) == set(ESTIMATORS)
+def test_thresholds_cover_the_registry_and_keep_the_promises():
+    assert set(THRESHOLDS) == set(TARGETS) == set(ESTIMATORS)
+    assert all(THRESHOLDS[name] <= TARGETS[name] for name in ESTIMATORS)
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -104,6 +105,11 @@ def settled(tmp_path_factory, shared_data):
         figures = {
             "settled_seconds": round(settled_seconds, 1),
             "runs": len(instance.get_runs()),
+            "runs_by_job": dict(Counter(r.job_name for r in instance.get_runs())),
+            "run_assets": sorted(
+                ",".join(sorted(k.to_user_string() for k in (r.asset_selection or ()))) + f"@{r.tags.get('dagster/partition', '')}"
+                for r in instance.get_runs()
+            ),
             "load_average": os.getloadavg(),
         }
         print(f"\nsystem test: {json.dumps(figures)}")
@@ -154,6 +160,34 @@ def test_every_month_has_its_own_outputs(settled):
         start, end = pd.Timestamp(f"{month}-01"), pd.Timestamp(f"{month}-01") + pd.offsets.MonthBegin(1)
         inside = predictions["pickup_datetime"].between(start, end, inclusive="left").mean()
         assert inside > 0.99  # the month's own rides (a file holds a few from the days around it)
+
+
+def test_every_month_is_computed_once_in_a_known_number_of_runs(settled):
+    """No work is done twice: each month of every asset is materialized exactly once (the champion
+    line waits for the previous month instead of deciding twice), every run materialized
+    something, and the runs are the three ingestions plus the automation's runs of the months
+    and the backtest, which runs once per quiet point (one or two here, depending on whether
+    the first month's drift lands before training starts)."""
+    state, instance = settled["state"], settled["instance"]
+    assert "failed" not in state, _failure_report(instance, state["failed"])
+    counts = Counter()
+    for key in DATA_TIER + TRAINING_TIER:
+        for month in MONTHS:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[month]), limit=10
+            ).records
+            if records:
+                counts[f"{key}[{month}]"] = len(records)
+    twice = {name: n for name, n in counts.items() if n != 1}
+    assert twice == {}, f"materialized more than once: {twice}"
+    backtests = len(instance.fetch_materializations(dg.AssetKey("backtest"), limit=10).records)
+    runs = state["runs"]
+    by_job = Counter(run.job_name for run in runs)
+    assert by_job["ingest_month"] == 3
+    producing = {record.run_id for key in [*DATA_TIER, *TRAINING_TIER, "backtest"]
+                 for record in instance.fetch_materializations(dg.AssetKey(key), limit=100).records}  # fmt: skip
+    assert {run.run_id for run in runs} == producing  # every run materialized something
+    assert 1 <= backtests <= 2 and len(runs) in (13 + backtests, 14 + backtests), (len(runs), dict(by_job), backtests)
 
 
 def test_training_sets_match_an_independent_count(settled):

@@ -92,9 +92,12 @@ def retrain_condition(
         & ~UntrainableMonth()
     )
     if after:
-        # Dagster cannot tell within one tick whether an asset's own earlier partition will be
-        # requested (will_be_requested of a self-dependency), so the same condition is asked of it.
-        requested_first = dg.AutomationCondition.any_deps_match(condition).allow(dg.AssetSelection.assets(*after))
+        # Wait while the previous month is about to be decided: requested this tick (Dagster
+        # cannot tell will_be_requested of a self-dependency, so the same condition is asked of
+        # it), being decided, or with an input still being computed. Deciding M first would only
+        # be redone once M-1 lands.
+        coming = condition | dg.AutomationCondition.in_progress() | dg.AutomationCondition.any_deps_in_progress()
+        requested_first = dg.AutomationCondition.any_deps_match(coming).allow(dg.AssetSelection.assets(*after))
         condition = condition & ~requested_first.with_label("previous_month_first")
     return condition.with_label("retrain_on_new_upstream_data")
 

@@ -108,14 +108,15 @@ with without_type_hint_advice():
 
 
 def _requirements(predictor: TripDurationPredictor) -> list[str]:
-    from importlib.metadata import version
+    """The model's pip requirements: the installed versions of what loading it imports. A
+    booster is pinned by the distribution that installed its module (``xgboost-cpu`` provides
+    ``xgboost``)."""
+    from importlib.metadata import packages_distributions, version
 
     packages = ["mlflow", "scikit-learn", "scipy", "numpy", "pandas", "joblib"]
-    module = type(predictor.estimator).__module__
-    if module.startswith("xgboost"):
-        packages.append("xgboost")
-    elif module.startswith("lightgbm"):
-        packages.append("lightgbm")
+    module = type(predictor.estimator).__module__.split(".")[0]
+    if module in ("xgboost", "lightgbm"):
+        packages.append(packages_distributions().get(module, [module])[0])
     return [f"{p}=={version(p)}" for p in packages]
 
 

@@ -11,7 +11,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MONTH ?= 2024-02
 
-.PHONY: setup run test test-fast lint dev bench clean
+.PHONY: setup run test test-fast lint dev bench clean test-containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check taxi_assets taxi_assets_tests benchmarks
+
+# The container stack built and run with podman (root; ~20 min cold): deploy/test-containers.sh.
+test-containers:
+	bash deploy/test-containers.sh
 
 dev: setup
 	$(BIN)/taxi-assets init

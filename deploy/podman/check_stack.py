@@ -20,6 +20,7 @@ import time
 
 import psycopg2
 import requests
+from dagster import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
 WEBSERVER = ("webserver", 3000)
@@ -121,19 +122,24 @@ def events_in_postgres(run_id: str) -> None:
             "SELECT dagster_event_type, count(*) FROM event_logs WHERE run_id = %s GROUP BY 1", (run_id,)
         )
         counts = dict(cursor.fetchall())
-        cursor.execute(
-            "SELECT DISTINCT asset_key FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
-            (run_id,),
-        )
-        assets = {key.strip('[]"') for (key,) in cursor.fetchall()}
-    if counts.get("RUN_SUCCESS") != 1 or counts.get("RUN_START") != 1:
-        raise CheckFailed(f"event_logs of run {run_id}: {counts}")
-    expected = {"raw_trips", "cleaned_trips", "training_set", "leaderboard", "champion_model"}
-    if not expected <= assets:
-        raise CheckFailed(f"event_logs of run {run_id} lack materializations of {sorted(expected - assets)}")
+        assets = {}
+        for kind in (DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_MATERIALIZATION):
+            cursor.execute(
+                "SELECT DISTINCT asset_key FROM event_logs WHERE run_id = %s AND dagster_event_type = %s", (run_id, kind.value)
+            )
+            assets[kind] = {key.strip('[]"') for (key,) in cursor.fetchall()}
+    # Stored under the events' serialized names (RUN_SUCCESS is 'PIPELINE_SUCCESS').
+    start, success = DagsterEventType.RUN_START.value, DagsterEventType.RUN_SUCCESS.value
+    if counts.get(success) != 1 or counts.get(start) != 1:
+        raise CheckFailed(f"event_logs of run {run_id}: {counts.get(start)} {start}, {counts.get(success)} {success}")
+    planned, done = assets[DagsterEventType.ASSET_MATERIALIZATION_PLANNED], assets[DagsterEventType.ASSET_MATERIALIZATION]
+    expected = {"raw_trips", "cleaned_trips", "training_set", "model_leaderboard", "champion_model", "trip_duration_predictions"}
+    if not expected <= planned or done != planned:
+        raise CheckFailed(f"event_logs of run {run_id}: planned but not materialized {sorted(planned - done)}, "
+                          f"never planned {sorted(expected - planned)}")  # fmt: skip
     print(
-        f"  Postgres event_logs: {sum(counts.values())} events of run {run_id}, "
-        f"{counts.get('ASSET_MATERIALIZATION', 0)} materializations of {len(assets)} assets", flush=True,
+        f"  Postgres event_logs: {sum(counts.values())} events of run {run_id}, all {len(done)} planned assets "
+        "materialized", flush=True,
     )
 
 

@@ -1,20 +1,17 @@
 """deploy/docker-compose.yml as podman commands, for a machine with podman but no compose tool
-and no registry (what deploy/test-containers.sh runs).
+and no registry (deploy/test-containers.sh runs it).
 
-Each service becomes one ``podman run`` translated from the compose file itself: image, the
-environment (``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` interpolated from the process
-environment, then ``--env-file``, as compose does), entrypoint/command, named and bind volumes,
-restart policy and healthcheck; services start in ``depends_on`` order, waiting for
-``service_healthy`` dependencies by running their healthcheck (``podman healthcheck run``).
-Every container joins one network namespace of the stack's own (loopback only) with each
-service name resolving to 127.0.0.1, so services reach each other by name as on compose's
-project network, and nothing listens on the host (published ports are not published: from the
-host, ``ip netns exec PREFIX curl localhost:3000``). Images are the compose ``image:`` names
-under ``PREFIX/``; containers are ``PREFIX-SERVICE``, volumes ``PREFIX_VOLUME``, and ``down``
-removes exactly those (plus ``run`` containers, labelled with the prefix).
+Each service becomes one ``podman run`` read from the compose file itself: image, environment
+(compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` from the process environment, then
+``--env-file``), entrypoint/command, volumes, restart policy, healthcheck. Services start in
+``depends_on`` order; ``service_healthy`` waits run the healthcheck (``podman healthcheck run``).
+All containers join one network namespace of the stack's own (loopback only) where every
+service name is 127.0.0.1: services reach each other by name, nothing listens on the host, and
+ports are not published (``ip netns exec PREFIX curl localhost:3000``). Images are the compose
+``image:`` names under ``PREFIX/``, containers ``PREFIX-SERVICE``, volumes ``PREFIX_VOLUME``;
+``down`` removes exactly those and the ``run`` containers. A key it cannot translate is an error.
 
-Commands: ``plan`` (print), ``build`` (every image with a ``build:`` section), ``up``, ``run``
-(one more container in the stack's network), ``down``. Standard library + PyYAML.
+Commands: ``plan`` (print), ``build``, ``up``, ``run`` (one more container in the stack), ``down``.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ COMPOSE_FILE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
 LABEL = "io.taxi-assets.stack"
 # runc: crun fails on this kind of machine's cgroups (PODMAN_RUNTIME overrides).
 PODMAN = ["podman", "--runtime", os.environ.get("PODMAN_RUNTIME", "runc")]
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])((?:[^}])*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class ComposeError(Exception):
@@ -362,10 +359,11 @@ def run(stack: Stack, name: str, image: str, command: list[str], env: list[str],
 
 
 def down(stack: Stack) -> None:
-    """Remove the stack's containers, volumes and network namespace, by name."""
+    """Remove the stack's containers (``run`` ones, then services in reverse start order, so
+    Postgres stops after its clients), volumes and network namespace, by name."""
     listed = _podman("ps", "-a", "--filter", f"label={LABEL}={stack.prefix}", "--format", "{{.Names}}", check=False, quiet=True)
-    names = {stack.container(name) for name in stack.services} | set(listed.stdout.split())
-    for container in sorted(names):
+    services = [stack.container(name) for name in reversed(start_order(stack))]
+    for container in sorted(set(listed.stdout.split()) - set(services)) + services:
         if _podman("container", "exists", container, check=False, quiet=True).returncode == 0:
             _podman("rm", "-f", "-t", "5", container, check=False)
             print(f"  removed container {container}")

@@ -118,6 +118,8 @@ cleanup() {
   say "test-containers: $status in $(( $(date +%s) - started )) s"
 }
 trap cleanup EXIT
+trap 'exit 130' INT  # bash runs the EXIT trap on a signal only through a trap of its own
+trap 'exit 143' TERM
 "${compose[@]}" down > /dev/null 2>&1 || true  # leftovers of an interrupted run
 
 # --- 2. the base image -------------------------------------------------------------------------

@@ -128,6 +128,9 @@ def test_instance_env_vars_are_set_in_every_dagster_container():
     assert set(services["postgres"]["environment"]) >= {"DAGSTER_PG_PASSWORD", "MLFLOW_PG_PASSWORD"}
     # Code reaches MLflow by service name; the server accepts that Host header and proxies artifacts.
     code_env = services["user_code"]["environment"]
+    # Optional knobs pass through from deploy/.env; blank/3 are the code's own defaults.
+    assert code_env["TAXI_MAX_EVALUATIONS"] == "${TAXI_MAX_EVALUATIONS:-}"
+    assert code_env["TAXI_BOOTSTRAP_MONTHS"] == "${TAXI_BOOTSTRAP_MONTHS:-3}"
     assert code_env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert code_env["MLFLOW_ARTIFACT_LOCATION"].startswith("mlflow-artifacts:/")
     mlflow_cmd = services["mlflow"]["command"]

@@ -161,7 +161,7 @@ done
 env_conf="$work/pip-env.conf"
 {
   echo "[global]"
-  env | grep '^PIP_' | sort | while IFS='=' read -r key value; do
+  { env | grep '^PIP_' || true; } | sort | while IFS='=' read -r key value; do
     key=${key#PIP_}
     key=${key,,}
     echo "${key//_/-} = $value"

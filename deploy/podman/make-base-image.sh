@@ -12,11 +12,12 @@ set -euo pipefail
 image=${1:?usage: make-base-image.sh IMAGE}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 rootfs=$(mktemp -d /var/tmp/taxi-base-rootfs.XXXXXX)
-trap 'rm -rf "$rootfs"' EXIT
+trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-  bookworm "$rootfs" "$mirror" > "$rootfs.log" 2>&1 || { tail -20 "$rootfs.log"; rm -f "$rootfs.log"; exit 1; }
-rm -f "$rootfs.log"
+  bookworm "$rootfs" "$mirror" > "$rootfs.log" 2>&1 || { tail -20 "$rootfs.log"; exit 1; }
 
 # Security and point-release updates too, as the official image has them.
 security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}

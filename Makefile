@@ -11,7 +11,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MONTH ?= 2024-02
 
-.PHONY: setup setup-test run test test-fast lint deps dev bench clean
+.PHONY: setup setup-test run test test-fast lint deps dev bench clean test-containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ lint: setup-test
 deps: setup-test
 	$(BIN)/deptry .
 	$(BIN)/deptry taxi_assets --optional-dependencies-dev-groups test
+
+# The container stack built and run with podman (root; ~20 min cold): deploy/test-containers.sh.
+test-containers:
+	bash deploy/test-containers.sh
 
 # The UI and the daemon through dg (the project's code location from [tool.dg.project]), in
 # this venv: dg warns when the active venv is not the project's, so it is made the active one.

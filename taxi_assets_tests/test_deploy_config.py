@@ -56,11 +56,28 @@ def env_names(node) -> set[str]:
     return set()
 
 
+BASE_IMAGE_ARG = "${BASE_IMAGE:-python:3.11-slim}"
+DOCKERFILES = ("deploy/Dockerfile", "deploy/Dockerfile.dagster", "deploy/mlflow/Dockerfile")
+
+
+def test_every_image_takes_its_base_as_a_build_argument():
+    """python:3.11-slim by default (Docker users), any Debian base with Python 3.11 otherwise
+    (deploy/test-containers.sh passes one made by debootstrap); compose passes BASE_IMAGE on."""
+    for path in (*DOCKERFILES, "deploy/podman/Dockerfile.postgres"):
+        lines = [line for line in (REPO / path).read_text().splitlines() if line and not line.startswith("#")]
+        default = "debian:bookworm-slim" if "postgres" in path else "python:3.11-slim"
+        assert lines[:2] == [f"ARG BASE_IMAGE={default}", "FROM ${BASE_IMAGE}"], path
+        assert sum(line.startswith("FROM ") for line in lines) == 1, path
+    built = {service["build"]["dockerfile"]: service["build"]["args"] for service in compose()["services"].values() if "build" in service}
+    assert set(built) == set(DOCKERFILES)
+    assert all(args == {"BASE_IMAGE": BASE_IMAGE_ARG} for args in built.values())
+
+
 def test_compose_services_match_the_dockerfiles_and_workspace():
     services = compose()["services"]
     assert set(services) == {"postgres", "mlflow", "user_code", "webserver", "daemon"}
     user_code = services["user_code"]
-    assert user_code["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    assert user_code["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile", "args": {"BASE_IMAGE": BASE_IMAGE_ARG}}
     cmd = dockerfile_cmd(DEPLOY / "Dockerfile")
     assert user_code["command"] == cmd == [
         "dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "taxi_assets.definitions",
@@ -73,6 +90,8 @@ def test_compose_services_match_the_dockerfiles_and_workspace():
 
     (entry,) = load_yaml("deploy/workspace.docker.yaml")["load_from"]
     assert entry == {"grpc_server": {"host": "user_code", "port": int(port), "location_name": "taxi_assets"}}
+    # The code server names itself like the workspace entry (it would take the module's name).
+    assert cmd[cmd.index("--location-name") + 1] == entry["grpc_server"]["location_name"]
 
     # The webserver and daemon read the workspace where Dockerfile.dagster copies it.
     dagster_df = (DEPLOY / "Dockerfile.dagster").read_text()
@@ -109,6 +128,9 @@ def test_instance_env_vars_are_set_in_every_dagster_container():
     assert set(services["postgres"]["environment"]) >= {"DAGSTER_PG_PASSWORD", "MLFLOW_PG_PASSWORD"}
     # Code reaches MLflow by service name; the server accepts that Host header and proxies artifacts.
     code_env = services["user_code"]["environment"]
+    # Optional knobs pass through from deploy/.env; blank/3 are the code's own defaults.
+    assert code_env["TAXI_MAX_EVALUATIONS"] == "${TAXI_MAX_EVALUATIONS:-}"
+    assert code_env["TAXI_BOOTSTRAP_MONTHS"] == "${TAXI_BOOTSTRAP_MONTHS:-3}"
     assert code_env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert code_env["MLFLOW_ARTIFACT_LOCATION"].startswith("mlflow-artifacts:/")
     mlflow_cmd = services["mlflow"]["command"]
@@ -133,29 +155,36 @@ def test_images_pin_the_project_versions():
         assert f"{package}=={pins[package]}" in dagster_df
 
 
-def _requirements_snippet() -> str:
+REQUIREMENTS_SCRIPT = DEPLOY / "pinned_requirements.py"
+
+
+def test_dockerfile_installs_requirements_with_the_script():
+    """The user-code image installs what deploy/pinned_requirements.py prints, run in the image."""
     text = (DEPLOY / "Dockerfile").read_text()
-    match = re.search(r"python - <<'PY' > /tmp/requirements.txt\n(.*?)\nPY\n", text, re.S)
-    assert match, "deploy/Dockerfile lost its requirements heredoc"
-    return match.group(1)
+    assert "COPY pyproject.toml deploy/pinned_requirements.py ./" in text
+    assert 'RUN TAXI_EXTRAS="$TAXI_EXTRAS" python pinned_requirements.py > /tmp/requirements.txt' in text
+    assert "pip install -r /tmp/requirements.txt" in text
+    assert 'ARG TAXI_EXTRAS=""' in text  # runtime dependencies only unless asked
 
 
 @pytest.mark.parametrize("extras", ["", "test"])
 def test_dockerfile_installs_the_pyproject_requirements(extras, tmp_path):
     (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
     out = subprocess.run(
-        [sys.executable, "-c", _requirements_snippet()],
+        [sys.executable, str(REQUIREMENTS_SCRIPT)],
         cwd=tmp_path, env={**os.environ, "TAXI_EXTRAS": extras}, capture_output=True, text=True, check=True,
     ).stdout.split()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     expected = project["dependencies"] + (project["optional-dependencies"]["test"] if extras else [])
     assert out == expected
+    if not extras:  # the lean image: a CPU-only XGBoost, no test tool
+        assert "xgboost-cpu==3.2.0" in out and not any(d.split("==")[0] in ("xgboost", "pytest", "moto[server]", "ruff") for d in out)
 
 
 def test_dockerfile_rejects_an_unknown_extra(tmp_path):
     (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
     done = subprocess.run(
-        [sys.executable, "-c", _requirements_snippet()],
+        [sys.executable, str(REQUIREMENTS_SCRIPT)],
         cwd=tmp_path, env={**os.environ, "TAXI_EXTRAS": "gpu"}, capture_output=True, text=True,
     )
     assert done.returncode == 1

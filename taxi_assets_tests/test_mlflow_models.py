@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
 import dagster as dg
@@ -136,6 +137,10 @@ def test_log_register_and_load_predicts_like_the_predictor(store, predictors, na
     # the experiment's explicit artifact root holds the pickled predictor
     stored = list((store.root / "artifacts").rglob("predictor.joblib"))
     assert len(stored) == 1
+    # the requirements pin the installed distribution of the estimator's package (xgboost-cpu)
+    pinned = (stored[0].parent.parent / "requirements.txt").read_text().split()
+    if name == "xgboost":
+        assert f"xgboost-cpu=={version('xgboost-cpu')}" in pinned and not any(p.startswith("xgboost==") for p in pinned)
     # no MLflow signature (the model validates requests itself); the fields are in the metadata
     assert loaded.metadata.signature is None
     assert loaded.metadata.metadata == REQUEST_METADATA

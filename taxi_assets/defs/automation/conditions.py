@@ -116,8 +116,8 @@ def condition_for(key: dg.AssetKey) -> dg.AutomationCondition | None:
     """The automation condition of asset ``key`` (None for raw_trips: sensors start it)."""
     if key == RAW:
         return None
-    if key == dg.AssetKey("data_drift"):
-        return retrain_condition(ignore_missing=(PREVIOUS_CHAMPION,))
+    if key == dg.AssetKey("data_drift"):  # data_drift[M] scores champion_model[M-1]: wait while it is coming
+        return retrain_condition(ignore_missing=(PREVIOUS_CHAMPION,), after=(PREVIOUS_CHAMPION,))
     if key == PREVIOUS_CHAMPION:  # champion_model[M] reads champion_model[M-1]
         return retrain_condition(ignore_missing=(PREVIOUS_CHAMPION,), after=(PREVIOUS_CHAMPION,))
     if key == BACKTEST:

@@ -190,9 +190,6 @@ def _dask_executor() -> dg.ExecutorDefinition:
     """dagster-dask's ``dask_executor`` (same config schema, same ``DaskExecutor`` and worker
     function), submitting each step's arguments sealed (see :class:`_Sealed`)."""
     import dask.distributed
-    from dagster._core.definitions.executor_definition import executor as executor_decorator
-    from dagster._core.errors import raise_execution_interrupts
-    from dagster._utils import iterate_with_context
     from dagster_dask.executor import DaskExecutor, dask_executor, get_dask_resource_requirements
 
     class SealedDaskExecutor(DaskExecutor):
@@ -236,14 +233,21 @@ def _dask_executor() -> dg.ExecutorDefinition:
                             )
                             futures.append(future)
                             by_step[step.key] = future
-                    completed = dask.distributed.as_completed(futures, with_results=True)
-                    for _future, events in iterate_with_context(raise_execution_interrupts, completed):
+                    completed = iter(dask.distributed.as_completed(futures, with_results=True))
+                    while True:
+                        # Waiting on the cluster may be interrupted (run termination); handing
+                        # the events on may not (as dagster-dask's own loop does).
+                        with dg.raise_execution_interrupts():
+                            done = next(completed, None)
+                        if done is None:
+                            break
+                        _future, events = done
                         yield from events
             finally:
                 if not isinstance(cluster, str):
                     cluster.close()
 
-    @executor_decorator(
+    @dg.executor(
         name="dask",
         requirements=dg.multiple_process_executor_requirements(),
         config_schema=dask_executor.config_schema,

@@ -29,9 +29,7 @@ from typing import Any, NamedTuple
 
 import dagster as dg
 
-# Not exported by dagster, but it is the status type get_asset_check_execution_history filters on.
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
+from taxi_assets.dagster_compat import AssetCheckExecutionRecordStatus
 from taxi_assets.defs.resources.notifier import AlertNotifier
 from taxi_assets.io.notify import Alert
 

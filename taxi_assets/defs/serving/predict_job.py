@@ -37,7 +37,7 @@ run with the same message the scoring server and ``taxi-assets predict`` give, e
 No champion yet fails the run with "run the pipeline first"; a champion whose files cannot be
 read fails it naming the model, version and file (the message ``taxi-assets predict`` gives).
 
-Model store: the ``model_registry`` resource (:class:`ModelRegistry`), by
+Model store: the ``model_registry`` resource (:class:`~taxi_assets.defs.resources.model_registry.ModelRegistry`), by
 default ``SETTINGS.mlflow_tracking_uri`` (``MLFLOW_TRACKING_URI``); override it per run with
 ``resources: {model_registry: {config: {tracking_uri: ...}}}``. It only reads the registry:
 unlike the ``mlflow`` resource it starts no MLflow run. The job runs in process (one step:
@@ -49,33 +49,12 @@ import math
 import dagster as dg
 from pydantic import Field
 
+from taxi_assets.defs.resources.model_registry import ModelRegistry
 from taxi_assets.ml.features import REQUEST_FIELDS, InvalidRequestError
-from taxi_assets.registry.names import champion_uri
-from taxi_assets.settings import SETTINGS
 
-MODEL_REGISTRY_KEY = "model_registry"
 PREDICT_OP = "score_rides"  # an op may not share the job's name in one code location
 MAX_RECORDS = 10_000
 MAX_LOGGED = 100  # per-record log lines and table rows; every prediction is in the JSON
-
-
-class ModelRegistry(dg.ConfigurableResource):
-    """Read-only access to the MLflow model registry serving loads models from."""
-
-    tracking_uri: str = Field(
-        default=SETTINGS.mlflow_tracking_uri,
-        description="MLflow tracking store holding the registry (sqlite URI or server URL).",
-    )
-
-    def champion_uri(self) -> str:
-        """The champion of this deployment's taxi type (the one setting, TAXI_TYPE)."""
-        return champion_uri(SETTINGS.taxi_type)
-
-    def load(self, model_uri: str | None = None):
-        """The :class:`~taxi_assets.registry.serving.LoadedModel` for ``model_uri`` (default: the champion)."""
-        from taxi_assets.registry.serving import load_model
-
-        return load_model(model_uri or self.champion_uri(), self.tracking_uri)
 
 
 class TripRecord(dg.Config):

@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make run    set up .venv with the runtime dependencies, run the main job (train 2024-01, validate 2024-02)
-#   make test   add the test extra to .venv, check the dependencies, lint, run the test suite
+#   make test   add the test extra to .venv, check the dependencies, lint (ruff, import layers), run the test suite
 #
 # Configuration lives in one place: the environment, completed by the .env file that
 # `taxi-assets init` writes (see taxi_assets/settings.py). Offline-first: when
@@ -46,8 +46,11 @@ test: setup-test deps lint
 test-fast: setup-test
 	$(BIN)/python -m pytest -q -m fast
 
+# ruff, then the layer contracts ([tool.importlinter] in pyproject.toml: the core imports no
+# Dagster and no wiring, defs no CLI, arrows point down).
 lint: setup-test
 	$(BIN)/ruff check taxi_assets taxi_assets_tests benchmarks
+	$(BIN)/lint-imports
 
 # Every imported distribution declared, every declared one used ([tool.deptry] in pyproject.toml):
 # the whole tree, then the code location alone with the test extra as development-only.

@@ -82,7 +82,7 @@ class _StallingSource(BaseHTTPRequestHandler):
 
 def _failure(result) -> str:
     """First line of the run's first step failure, as the failure alert words it."""
-    from taxi_assets.defs.automation.alerts import step_failure_text
+    from taxi_assets.defs.automation.alerts.run_failure import step_failure_text
 
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":

@@ -1,23 +1,15 @@
 """``taxi-assets``: the project's command line, on top of everything else.
 
 ``taxi-assets init`` prepares this checkout for every entry point: ``$DAGSTER_HOME/dagster.yaml``
-(the embedded instance, :mod:`taxi_assets.instance`) and a ``.env`` file in the project root
-that Dagster's CLI (``dagster ...``, ``dg ...``) reads, so ``make run``, ``make dev``, commands
-typed in the project root and ``taxi-assets`` agree on the instance, data source and data root.
-
-``taxi-assets run --month 2024-02`` is the main job of the Quickstart: it launches the
-``prepare_month`` job for each training month, then ``taxi_pipeline`` for the validation
-month, as real runs of the ``taxi_assets`` code location (``dagster job launch`` on the
-workspace ``dagster dev`` loads, so they appear under their jobs in the UI), streams their
-progress from the instance, and prints the models' validation RMSE.
-
-``taxi-assets predict --pu 236 --do 239 --distance 1.98`` scores one ride with the registered
-champion model (or ``--model-uri``); ``--json rides.json`` scores the records of a file (the
-scoring server's ``{"dataframe_records": [...]}`` payload, a list of records, or one record).
-A bad request prints one error line naming the field and exits 2 (nothing is loaded); a
-registered model whose files cannot be read exits 2 naming the model, version and file; no
-champion yet exits 1 and says to run the pipeline first. Output into a pipe closed early
-(``| head -c 10``) ends quietly with status 141, as a command ended by SIGPIPE.
+(the embedded instance, :mod:`taxi_assets.instance`) and a ``.env`` file in the project root that
+Dagster's CLI also reads, so ``make run``, ``make dev``, ``dagster``/``dg`` commands and
+``taxi-assets`` agree on the instance, data source and data root. ``taxi-assets run --month
+2024-02`` (the Quickstart's main job) launches ``prepare_month`` for each training month, then
+``taxi_pipeline`` for the month itself, as real runs of the code location (``dagster job
+launch``: they appear in the UI), streams their progress and prints the models' validation
+RMSE. ``taxi-assets predict`` scores rides with the registered champion (or ``--model-uri``):
+a bad request or a damaged model exits 2 with one line naming it, no champion yet exits 1, and
+output into a pipe closed early ends quietly with status 141 (README, "Online inference").
 """
 
 from __future__ import annotations

@@ -27,8 +27,7 @@ import psutil
 import yaml
 from dagster import DagsterEventType, DagsterRun, DefaultRunLauncher
 
-# No public API: dagster exports neither type, and check_run_worker_health must return them.
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+from taxi_assets.dagster_compat import CheckRunHealthResult, WorkerStatus
 
 INSTANCE_MARKER = "# taxi-assets embedded instance"
 EMBEDDED_INSTANCE_YAML = files("taxi_assets").joinpath("instance.yaml").read_text()

@@ -1,16 +1,14 @@
-"""The one typed settings object: every environment variable the project reads, declared once
-with its type, default, bounds and meaning (the table is README.md, "Settings"; a test keeps
-the two in step).
+"""The one typed settings object: every environment variable the project reads, declared once with
+its type, default, bounds and meaning (the table is README.md, "Settings"; a test keeps the two
+in step).
 
 The environment is the shell's, completed by the project's ``.env`` (written by ``taxi-assets
-init``; Dagster's CLI reads the same file in the project root); a value set in the shell wins.
-``SETTINGS`` is read and validated on first use, which for the code location is when it loads.
-A bad value is one :class:`SettingsError` line naming the variable, its value and what is
-expected: ``dg check defs`` / ``dagster definitions validate`` exit with that line, other
-processes that die of it print only that line, code servers show it in the UI.
-
-The core (``ml/``, ``io/``, ``registry/``) reads no environment: the wiring passes these values
-as arguments. Variables that libraries read only from the environment are exported here, once
+init``; Dagster's CLI reads the same file); a value set in the shell wins. ``SETTINGS`` is read
+and validated on first use, which for the code location is when it loads. A bad value is one
+:class:`SettingsError` line naming the variable, its value and what is expected (``dg check
+defs`` exits with it; code servers show it in the UI). The core (``ml/``, ``io/``,
+``registry/``) reads no environment: the wiring passes these values as arguments. Variables
+that libraries read only from the environment are exported here, once
 (:func:`export_library_environment`). Run-time knobs (tuning budgets, cleaning bounds) are
 ``dg.Config`` on the assets; secrets reach resources as ``dg.EnvVar`` (only their presence
 matters here).

@@ -16,6 +16,7 @@ from taxi_assets.defs.automation.alerts import (
     freshness_alert,
     run_failure_alert,
 )
+from taxi_assets.defs.automation.alerts.run_failure import is_own_run, own_job_names
 from taxi_assets.defs.resources.notifier import AlertNotifier, notifier_from_env
 from taxi_assets.settings import SettingsError, read_settings
 from taxi_assets_tests.helpers import WebhookServer, closed_port, serving, smtp_serving
@@ -135,6 +136,27 @@ def test_sensor_settings():
     )
     dg.Definitions.validate_loadable(defs)
     assert {s.name for s in defs.get_repository_def().sensor_defs} == {s.name for s in alert_sensors}
+
+
+@pytest.mark.fast
+def test_own_runs_are_the_locations_jobs_or_its_assets():
+    """Which failed runs alert, derived from the definitions (no hand-kept job list): the
+    location's own jobs, or any job (an implicit asset job of a CLI launch included) that ran
+    some of its assets; without definitions, every run."""
+    own_job = dg.define_asset_job("own_job", selection=[checked_month])
+    repo = dg.Definitions(assets=[checked_month], jobs=[own_job]).get_repository_def()
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(job: str, *keys: str) -> dg.DagsterRun:
+        return dg.DagsterRun(job_name=job, asset_selection=frozenset(map(dg.AssetKey, keys)) or None)
+
+    assert own_job_names(repo) == {"own_job"}
+    assert is_own_run(instance, run("own_job"), repo)
+    assert is_own_run(instance, run("__ASSET_JOB", "checked_month"), repo)
+    assert not is_own_run(instance, run("__ASSET_JOB", "elsewhere"), repo)
+    assert not is_own_run(instance, run("other_job", "elsewhere"), repo)
+    assert not is_own_run(instance, run("other_job"), repo)  # no selection, no stored plan
+    assert is_own_run(instance, run("other_job", "elsewhere"), None)
 
 
 def test_check_sensor_without_code_location_skips(instance):

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from taxi_assets import cli
 from taxi_assets.definitions import load_defs
-from taxi_assets.defs.serving.predict_job import MODEL_REGISTRY_KEY
+from taxi_assets.defs.resources.model_registry import MODEL_REGISTRY_KEY
 from taxi_assets.registry.pyfunc import MODEL_CODE_FILE, PREDICTOR_PATH
 from taxi_assets.registry.serving import ModelLoadError, load_model
 from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, Champion, build_champion

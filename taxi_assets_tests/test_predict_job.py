@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from taxi_assets.definitions import load_defs
+from taxi_assets.defs.resources.model_registry import MODEL_REGISTRY_KEY
 from taxi_assets.defs.serving.predict_job import (
     MAX_RECORDS,
-    MODEL_REGISTRY_KEY,
     predict_job,
     predict_output_metadata,
     predictions_from_metadata,

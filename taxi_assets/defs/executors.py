@@ -1,53 +1,17 @@
 """The executor, chosen by configuration (``TAXI_EXECUTOR``), never by editing code.
 
-| value | executor | when |
-| --- | --- | --- |
-| ``multiprocess`` (default) | ``multiprocess_executor`` | one machine: each step in its own process, at most ``TAXI_MAX_CONCURRENT_STEPS`` (default 2, the core count here) at once, of which at most ``TAXI_MAX_CONCURRENT_MODEL_STEPS`` (default 1) model fits |
-| ``in_process`` | ``in_process_executor`` | debugging, tiny machines, tests |
-| ``dask`` | ``dagster_dask.dask_executor`` | a Dask cluster: ``TAXI_DASK_ADDRESS=tcp://host:8786`` names an existing scheduler; unset, each run starts a local cluster of ``TAXI_DASK_WORKERS`` (default 2) worker processes of one thread |
-| ``k8s`` | ``dagster_k8s.k8s_job_executor`` | Kubernetes: each step a pod, so seven models train on seven nodes |
-| ``celery_k8s`` | ``dagster_celery_k8s.celery_k8s_job_executor`` | Kubernetes with Celery queues to throttle steps across many runs |
+``multiprocess`` (the default: each step its own process, forked from a forkserver that has the
+code location imported, at most ``TAXI_MAX_CONCURRENT_STEPS`` steps and
+``TAXI_MAX_CONCURRENT_MODEL_STEPS`` model fits at once), ``in_process`` (debugging, tests),
+``dask`` (dagster-dask's executor on an existing cluster or a local one per run), ``k8s`` and
+``celery_k8s``. An executor whose extra is not installed fails at load, naming the package.
+Which one when, what the Dask executor does not do (tag limits, pools, step retries) and the
+figures: deploy/README.md, "Executors".
 
-The k8s executors need the ``k8s`` extra (``pip install -e ".[k8s]"``), the Dask executor the
-``dask`` extra (``dagster-dask``, ``dask``, ``distributed``); asking for one without it fails
-at load with a message that says so. Each multiprocess step is a fresh Python process
-(``dagster api execute_step``), so XGBoost and the tree ensembles see the thread budget that
-``taxi_assets.ml.estimators`` derives from the CPU affinity and ``TAXI_MAX_THREADS``. Model
-steps carry the op tag ``taxi/step: model-training`` and the multiprocess executor runs at
-most one of them at a time: each fit already uses every core, so running two side by side
-would only oversubscribe them (measured: XGBoost 8x slower), while cheap data steps still run
-beside a model.
-
-Dask (``dagster-dask`` 0.29)
-----------------------------
-``dask_executor`` takes its own config, ``cluster: {existing: {address: ...}}`` or
-``cluster: {local: {...LocalCluster kwargs}}``; it is bound here with ``.configured`` from the
-settings, so the run config of a Dask run is the same as of any other run (ops, resources).
-The executor submits every step of the run to the cluster up front as one Dask task
-(``dagster_dask.executor.query_on_dask_worker``), chained on its upstream steps' futures; the
-task rebuilds the job in the worker process (``ReconstructableJob``: the worker imports
-``taxi_assets.definitions`` with *its own* environment) and runs the step there, writing its
-events straight to the instance (so the instance must be reachable from the workers: the
-SQLite ``DAGSTER_HOME`` of one machine, or Postgres) and its outputs to the data root (so
-the data root must be shared: one machine's folder, or an object store). What the Dask
-executor does *not* do:
-
-* ``tag_concurrency_limits`` and ``max_concurrent`` are multiprocess-executor notions, so the
-  ``taxi/step: model-training`` tag has no effect. The cluster's slots decide instead: a worker
-  runs as many steps at once as it has threads (``dask worker --nthreads 1``: one), so give a
-  machine either one worker (its fits use every core) or ``k`` workers with
-  ``TAXI_MAX_THREADS=cores/k`` in their environment (what the local cluster here does), never
-  more fitting threads than cores;
-* the ``model_training`` op pool is enforced by the executors that claim pool slots from the
-  instance (in-process, multiprocess, step-delegating); the Dask executor claims none, so on
-  Dask the pool limits nothing across runs either. Runs are still limited by the run queue
-  (``concurrency.runs`` / ``QueuedRunCoordinator``); steps by the cluster's slots;
-* step retries: its retry mode is DISABLED, so ``RetryRequested`` (a transient network error,
-  see ``partitions.retry_transient``) fails the step at once; re-execute the run from failure.
-
-Per-step cost: no interpreter start-up (the worker keeps the code location imported after its
-first step) but one task round trip and one job reconstruction per step;
-``benchmarks/executors.py`` prints the figures.
+Model steps carry the op tag ``taxi/step: model-training``: a fit already uses every core it
+may (``taxi_assets.ml.estimators.available_threads``), so the multiprocess executor runs one at
+a time while cheap data steps run beside it. The Dask executor is dagster-dask's with each
+step's arguments sealed from Dask's task-spec parser (:class:`_Sealed`).
 """
 
 import os
@@ -56,7 +20,7 @@ import dagster as dg
 
 from taxi_assets.settings import SETTINGS, Settings
 
-# Op tag on every model-training step (see taxi_assets.assets.models).
+# Op tag on every model-training step (set in defs/models/assets.py).
 MODEL_STEP_TAG = ("taxi/step", "model-training")
 
 # What every step imports anyway. Importing a library starts none of its threads (OpenMP pools
@@ -188,11 +152,16 @@ def _step_on_worker(dependencies, sealed: _Sealed):
 
 def _dask_executor() -> dg.ExecutorDefinition:
     """dagster-dask's ``dask_executor`` (same config schema, same ``DaskExecutor`` and worker
-    function), submitting each step's arguments sealed (see :class:`_Sealed`)."""
+    function), submitting each step's arguments sealed (see :class:`_Sealed`).
+
+    Every step of the run is submitted up front as one Dask task, chained on its upstream
+    steps' futures. The task rebuilds the job in the worker process (``ReconstructableJob``:
+    the worker imports ``taxi_assets.definitions`` with its own environment) and runs the step
+    there, writing its events straight to the instance and its outputs to the data root, so
+    both must be reachable from every worker. Per step: no interpreter start-up (the worker
+    keeps the code location imported) but one task round trip and one job reconstruction.
+    """
     import dask.distributed
-    from dagster._core.definitions.executor_definition import executor as executor_decorator
-    from dagster._core.errors import raise_execution_interrupts
-    from dagster._utils import iterate_with_context
     from dagster_dask.executor import DaskExecutor, dask_executor, get_dask_resource_requirements
 
     class SealedDaskExecutor(DaskExecutor):
@@ -236,14 +205,21 @@ def _dask_executor() -> dg.ExecutorDefinition:
                             )
                             futures.append(future)
                             by_step[step.key] = future
-                    completed = dask.distributed.as_completed(futures, with_results=True)
-                    for _future, events in iterate_with_context(raise_execution_interrupts, completed):
+                    completed = iter(dask.distributed.as_completed(futures, with_results=True))
+                    while True:
+                        # Waiting on the cluster may be interrupted (run termination); handing
+                        # the events on may not (as dagster-dask's own loop does).
+                        with dg.raise_execution_interrupts():
+                            done = next(completed, None)
+                        if done is None:
+                            break
+                        _future, events = done
                         yield from events
             finally:
                 if not isinstance(cluster, str):
                     cluster.close()
 
-    @executor_decorator(
+    @dg.executor(
         name="dask",
         requirements=dg.multiple_process_executor_requirements(),
         config_schema=dask_executor.config_schema,

@@ -1,44 +1,14 @@
 """Where outputs live: a local folder or an object store named by an fsspec URL, and how an
 object is published there so that no reader ever sees half of it.
 
-A data root (``TAXI_DATA_ROOT``) is either a local path (``/srv/taxi``, ``~/data``,
-``file:///srv/taxi``: a :class:`pathlib.Path`, as before) or a URL of any fsspec filesystem
-(``s3://bucket/prefix``, ``gs://...``, ``az://container/...``, ``abfs://...``: a
-:class:`upath.UPath`, the path type Dagster's ``UPathIOManager`` uses). Both support ``/``,
-``with_suffix``, ``exists``, ``stat``, ``unlink`` and ``open``, so the IO manager and the
-report writer build keys the same way for both. The filesystem's package must be installed:
-``s3fs`` for ``s3://`` (the ``s3`` extra), ``gcsfs`` for ``gs://``, ``adlfs`` for ``az://``.
-
-S3 credentials and endpoint are botocore's own (read by s3fs in every process): the standard AWS
-variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
-``AWS_DEFAULT_REGION``, instance or pod roles); an S3-compatible server (MinIO, Ceph RGW,
-Cloudflare R2, moto) is reached through ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, which
-the settings fill from MLflow's ``MLFLOW_S3_ENDPOINT_URL`` when neither is set, so the outputs
-and MLflow's artifacts use one endpoint.
-
-Atomic publication (:func:`atomic_target`)
-------------------------------------------
-Every output is first written completely to a local temp file. Then:
-
-* local target: the temp file is created beside the target and renamed over it
-  (:func:`taxi_assets.io.atomic.atomic_path`: POSIX ``rename`` is atomic);
-* object stores whose uploads are all-or-nothing (``s3``, ``gs``, ``az``/``abfs``): the
-  finished file is uploaded straight to the target key. On S3 a single PUT (files under
-  s3fs' 50 MiB multipart threshold) creates the object only when the request completes, with
-  its whole body (a PUT cut short creates nothing: S3 checks the length and, with s3fs, the
-  MD5 it sends); a larger file goes up as a multipart upload, whose object exists only after
-  ``CompleteMultipartUpload`` (an aborted or crashed upload leaves invisible parts, which a
-  bucket lifecycle rule ``AbortIncompleteMultipartUpload`` removes). Readers therefore see
-  the previous object or the new one, never a mix; GCS (resumable upload, finalized at the
-  end) and Azure block blobs (``Put Block List`` commits the blocks) behave the same way.
-  S3 has no rename: copying a temp key would cost a second full write for nothing;
-* any other fsspec filesystem (SFTP, HDFS, WebDAV, ...), where an upload may stream into the
-  visible path: the file goes to a temp key ``.tmp-<name>.<random>`` beside the target and
-  is moved onto it (``fs.mv``: a rename there).
-
-A failure while the object is serialized (a bad value, a full local disk) happens before
-anything is sent: the store is untouched and the previous output is kept. Two writers racing
-on one key each publish a whole object and the last one wins, as with local files.
+A data root (``TAXI_DATA_ROOT``) is a local path (``/srv/taxi``, ``~/data``, ``file:///srv/taxi``:
+a :class:`pathlib.Path`) or the URL of any fsspec filesystem (``s3://bucket/prefix``, ``gs://``,
+``az://``, ``abfs://``: a :class:`upath.UPath`, the path type of Dagster's ``UPathIOManager``).
+Both support ``/``, ``with_suffix``, ``exists``, ``stat``, ``unlink`` and ``open``, so the IO
+manager and the report writer build keys one way for both. The filesystem's package must be
+installed (``s3fs`` for ``s3://``, the ``s3`` extra; ``gcsfs``, ``adlfs``); credentials and
+endpoints are the stores' own (README, "Scaling out"). :func:`atomic_target` publishes a
+finished local file whole or not at all on every kind of store (:func:`publish` says how).
 """
 
 from __future__ import annotations
@@ -53,7 +23,7 @@ from typing import Any, Union
 from urllib.parse import unquote, urlparse
 
 TEMP_PREFIX = ".tmp-"  # the same prefix local temp files use (taxi_assets.io.atomic)
-# Object stores whose uploads appear whole or not at all (see the module docstring).
+# Object stores whose uploads appear whole or not at all (see publish).
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
 
 StoragePath = Union[Path, Any]  # a pathlib.Path, or an upath.UPath for an object store
@@ -93,9 +63,16 @@ def uri(path: StoragePath) -> str:
 
 @contextlib.contextmanager
 def atomic_target(target: StoragePath) -> Iterator[Path]:
-    """Yield a local temp file; when the block succeeds, publish it as ``target`` (local
-    rename, an all-or-nothing upload or temp key + move, see the module docstring); the temp
-    file is removed either way."""
+    """Yield a local temp file; when the block succeeds, publish it as ``target``; the temp
+    file is removed either way.
+
+    A local target gets a temp file beside it, renamed over it
+    (:func:`taxi_assets.io.atomic.atomic_path`: POSIX ``rename`` is atomic); any other target
+    is uploaded by :func:`publish`. A failure while the object is serialized (a bad value, a
+    full local disk) happens before anything is sent: the store is untouched and the previous
+    output kept. Two writers racing on one key each publish a whole object and the last one
+    wins, as with local files.
+    """
     if not is_remote(target):
         from taxi_assets.io.atomic import atomic_path
 
@@ -114,7 +91,22 @@ def atomic_target(target: StoragePath) -> Iterator[Path]:
 
 
 def publish(local_file: Path, target: StoragePath) -> None:
-    """Upload a finished local file as ``target`` so that it appears whole or not at all."""
+    """Upload a finished local file as ``target`` so that it appears whole or not at all.
+
+    Object stores whose uploads are all-or-nothing (:data:`ATOMIC_UPLOAD_PROTOCOLS`): straight
+    to the target key. On S3 a single PUT (files under s3fs' 50 MiB multipart threshold)
+    creates the object only when the request completes, with its whole body (a PUT cut short
+    creates nothing: S3 checks the length and, with s3fs, the MD5 it sends); a larger file
+    goes up as a multipart upload, whose object exists only after ``CompleteMultipartUpload``
+    (an aborted upload leaves invisible parts, which a bucket lifecycle rule
+    ``AbortIncompleteMultipartUpload`` removes). GCS (resumable upload, finalized at the end)
+    and Azure block blobs (``Put Block List`` commits the blocks) behave the same way. S3 has
+    no rename: copying a temp key would cost a second full write for nothing.
+
+    Any other fsspec filesystem (SFTP, HDFS, WebDAV...), where an upload may stream into the
+    visible path: to a temp key ``.tmp-<name>.<random>`` beside the target, then moved onto
+    it (``fs.mv``: a rename there).
+    """
     fs, key = target.fs, target.path
     parent = str(target.parent.path)
     with contextlib.suppress(Exception):  # object stores have no folders; others need them

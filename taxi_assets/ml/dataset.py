@@ -1,24 +1,18 @@
 """The training set: a time split of cleaned rides, vectorized, stored as one ``.npz`` file.
 
-Partition M validates on month M and trains on the months before it. Like the course's
-Mage pipeline, the cleaned rides of the whole window are pooled and split on pickup time at
-the first instant of month M: a ride in February's file picked up on 31 January trains, a
-ride in January's file picked up in February validates. The vectorizer is fitted on the
-training rows only, so validation rows with a pair never seen in training keep only their
-distance feature, exactly as at serving time.
-
+Partition M validates on month M and trains on the months before it. Like the course's Mage
+pipeline, the cleaned rides of the whole window are pooled and split on pickup time at the
+first instant of month M: a ride in February's file picked up on 31 January trains, one in
+January's file picked up in February validates. The vectorizer is fitted on the training rows
+only, so a validation pair never seen in training keeps only its distance, as at serving time.
 Besides the course's matrices (kept exactly: ``training_set[2024-02]`` is 54,378 x 5,094 /
-51,492 x 5,094), a training set holds the rides themselves, train and validation, in compact
-columns (pickup time, ``PULocationID``, ``DOLocationID``, ``trip_distance``; row-aligned with
-``y_train`` / ``y_val``): the models that do not learn from the one-hot matrix build their
-input from them (:mod:`taxi_assets.ml.representation`), the hyperparameter search takes its
-selection slice from the training rides' pickup times (:func:`selection_mask`), and any model can
-be scored on exactly the validation rides. ``info["extended_features"]`` records whether the
-models of this set use the pickup hour and day of week (``TAXI_EXTENDED_FEATURES`` when the
-set was built).
-
-On disk a training set is a single compressed ``.npz`` (CSR parts, targets, feature names,
-ride columns and a JSON header), so one atomic rename publishes it and no pickle is involved.
+51,492 x 5,094) a training set holds the rides themselves in compact columns, row-aligned with
+the targets: the other representations are built from them (:mod:`taxi_assets.ml.representation`),
+the search takes its selection slice from their pickup times (:func:`selection_mask`), and any
+model can be scored on exactly the validation rides. ``info["extended_features"]`` records
+whether its models use pickup hour and day of week. On disk it is one compressed ``.npz``
+(CSR parts, targets, names, ride columns, a JSON header): one atomic rename publishes it, and
+no pickle is involved.
 """
 
 from __future__ import annotations

@@ -1,25 +1,17 @@
 """Model features and the validation of prediction requests.
 
-The model sees two features, as in the course: the pickup/dropoff pair ``PU_DO`` (one-hot)
-and ``trip_distance``. Predictions are requested with raw records
-``{PULocationID, DOLocationID, trip_distance}``; :func:`validate_request` checks them and
-rejects bad requests with a message naming the field and the row, never a silent zero (the
-predictor turns the validated fields into the model matrix).
-
-A record is one object of plain values. Booleans are not numbers here (``true`` is not zone 1
-nor a mile), a nested object or list in any field is refused, and so is every other shape (a
-list of lists or of strings, a string, a number, a 2-d array, columns of nested lists): each is
-one :class:`InvalidRequestError` whose message names the field and record or says what arrived,
-never quoting a nested value (whatever its size or depth).
-
-Numbers may arrive as text on purpose: ``"236"`` or ``"1.98"`` is read as the number it spells
-(the CLI passes its flags as text, and JSON written from CSV often quotes numbers), then judged
-like any number (``"236.5"`` is not a zone id); text that spells no number is refused.
-
-Requests, unlike the rides a month's batch scores, are held to the rides the models know: at
-most :data:`~taxi_assets.ml.cleaning.IMPOSSIBLE_DISTANCE_MILES` (100) miles, since every model
-learned rides of at most 60 minutes and a longer ride would be over 100 mph (see
-``ml/cleaning.py``). The serving paths pass that bound (``max_distance_miles``).
+The model sees two features, as in the course: the pickup/dropoff pair ``PU_DO`` (one-hot) and
+``trip_distance``. Predictions are requested with raw records ``{PULocationID, DOLocationID,
+trip_distance}``; :func:`validate_request` checks them and rejects a bad request with one
+:class:`InvalidRequestError` naming the field and record (or saying what arrived), never a
+silent zero and never quoting a nested value. A record is one object of plain values:
+booleans are not numbers (``true`` is neither zone 1 nor a mile); a nested object or list in
+any field, and every other shape (a list of lists or of strings, a string, a number, a 2-d
+array, columns of nested lists), is refused. Text spelling a number counts as that number
+(``"236"``, ``"1.98"``: the CLI passes its flags as text, JSON written from CSV often quotes
+numbers) and is judged like it (``"236.5"`` is no zone id). Requests, unlike a month's batch,
+are held to the rides the models know: at most ``IMPOSSIBLE_DISTANCE_MILES`` (100) miles, since
+every model learned rides of at most 60 minutes (``ml/cleaning.py``).
 """
 
 from __future__ import annotations

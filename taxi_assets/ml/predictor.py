@@ -1,37 +1,16 @@
 """A fitted model bundled with its fitted feature step: raw ride records in, minutes out.
 
-The course kept the ``DictVectorizer`` and the model as two separate artifacts that callers
-had to wire together (and XGBoost predictions silently used every boosting round, ignoring the
-round early stopping picked). :class:`TripDurationPredictor` is the one object every consumer
-uses: the model asset's output, the MLflow pyfunc model and the tests. It holds the model's
-own representation (:mod:`taxi_assets.ml.representation`: the one-hot matrix for linear
-models, compact zone/pair columns for the tree models and boosters, the distance clip fitted
-on the training rides for all), so every estimator takes the same raw request records,
-unseen zones and pairs included. It validates requests with
-:func:`taxi_assets.ml.features.validate_request`, so a bad record is an
-:class:`~taxi_assets.ml.features.InvalidRequestError` naming the field and row, never a
-silent zero. It pickles with joblib (sklearn estimators, XGBoost and LightGBM boosters all
-pickle); it imports neither Dagster nor anything that does.
-
-Online requests are one or a few records, so the per-call overhead is what counts there:
-
-- the request's fields go from validation straight into the model's input (no feature frame;
-  one-hot: each distinct pickup/dropoff pair formatted once; compact: a binary search per
-  zone and pair);
-- XGBoost predicts in place (no ``DMatrix``);
-- below ``SMALL_INPUT_ROWS`` rows, models trained on several threads predict on one: a
-  shallow copy with ``n_jobs=1`` (sklearn) or a booster copy with ``nthread=1`` (XGBoost),
-  made once per process, never pickled, or ``num_threads=1`` per call (LightGBM); the fitted
-  estimator is never modified, since a scoring server predicts from several threads at once.
-  Starting threads for one record costs more than the work (joblib: about 10 ms a call on two
-  cores; XGBoost's OpenMP threads double the CPU a one-record prediction burns);
-- and random forests / extra trees average their trees' predictions directly (the mean of
-  ``tree.predict`` over ``estimators_``, in the order sklearn sums them on one thread, so the
-  minutes are identical), skipping sklearn's per-tree job dispatch, which costs five times
-  the trees; large inputs split their rows over the forest's threads, each block summing the
-  trees in that same order, so a forest's minutes never depend on thread timing.
-
-Figures: ``benchmarks/serving_latency.py``.
+The course kept the ``DictVectorizer`` and the model as two artifacts that callers had to wire
+together (and XGBoost predictions silently used every boosting round, ignoring the one early
+stopping picked). :class:`TripDurationPredictor` is the one object every consumer uses: the
+model asset's output, the MLflow pyfunc model and the tests. It holds the model's own
+representation (:mod:`taxi_assets.ml.representation`, distance clip included), so every
+estimator takes the same raw request records, unseen zones and pairs included; it validates
+them with :func:`taxi_assets.ml.features.validate_request`, so a bad record is an
+:class:`~taxi_assets.ml.features.InvalidRequestError` naming the field and row, never a silent
+zero. It pickles with joblib and imports neither Dagster nor anything that does. Online
+requests are one or a few records, so it keeps the per-call overhead small (the class says how;
+figures: ``benchmarks/serving_latency.py``).
 """
 
 from __future__ import annotations
@@ -131,6 +110,23 @@ class TripDurationPredictor:
 
     ``features`` is the fitted :class:`~taxi_assets.ml.representation.FeatureStep`; a bare
     fitted ``DictVectorizer`` is accepted too (the course's one-hot matrix, unclipped).
+
+    Per-call overhead, which is what counts for one or a few records:
+
+    - the request's fields go from validation straight into the model's input (no feature
+      frame; one-hot: each distinct pickup/dropoff pair formatted once; compact: a binary
+      search per zone and pair);
+    - XGBoost predicts in place (no ``DMatrix``);
+    - below :data:`SMALL_INPUT_ROWS` rows, models trained on several threads predict on one
+      (starting threads costs more than the work): a shallow copy with ``n_jobs=1`` (sklearn)
+      or a booster copy with ``nthread=1`` (XGBoost), made once per process and never pickled,
+      or ``num_threads=1`` per call (LightGBM); the fitted estimator is never modified, since
+      a scoring server predicts from several threads at once;
+    - random forests and extra trees average their trees' predictions directly
+      (:func:`_forest_mean`: sklearn's one-thread order, so the minutes are identical) instead
+      of sklearn's per-tree job dispatch, which costs five times the trees; large inputs split
+      their rows over the forest's threads, each block summing the trees in that same order,
+      so a forest's minutes never depend on thread timing.
     """
 
     def __init__(self, features: FeatureStep | DictVectorizer, estimator: Any, name: str):

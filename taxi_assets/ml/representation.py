@@ -1,45 +1,17 @@
 """What each estimator sees: fitted feature steps that turn rides into a model's input.
 
-The course gives every model the same ``DictVectorizer`` one-hot matrix (``PU_DO=...`` flags
-plus ``trip_distance``: 5,094 columns for one green month, 17,913 for twelve). That suits the
-linear models and nothing else: tree models cannot split a 5,000-way categorical spread over
-5,000 sparse columns efficiently, and its cost grows with the number of pairs. So each
-registry entry (:mod:`taxi_assets.ml.estimators`) names the representation it learns best
-from, and the tuner fits that step on the training rides:
-
-========================  ==========================================================================
-``onehot``                the course's matrix (the training set's ``X_train``/``X_val``, unchanged),
-                          ``trip_distance`` clipped: linear models
-``ordinal``               four dense columns ``PU``, ``DO`` (zone ids), ``PU_DO`` (rank of the pair
-                          among the training pairs, ordered by pickup then dropoff zone) and
-                          ``trip_distance`` (clipped): sklearn's tree ensembles
-``categorical``           the same four columns with ``PU``, ``DO`` and ``PU_DO`` as compact
-                          category codes (``0..n-1`` over the training window), declared categorical
-                          to the library: boosters with native categorical splits (XGBoost
-                          ``enable_categorical`` on ``hist``, LightGBM ``categorical_feature``)
-========================  ==========================================================================
-
-Every step is fitted on the training rides only and travels with the model inside the
-predictor (it pickles with it), so a request is encoded exactly as the training rides were:
-
-* **distance clip**: ``trip_distance`` is clipped at the training window's 99.9th percentile
-  (26.6-27.4 miles on green months). Real months hold distances up to 201,421 miles; one such
-  ride decides a linear model's distance coefficient and turns ExtraTrees' uniformly drawn
-  thresholds into useless splits. The clip is part of every representation;
-* **unseen zones and pairs**: a category code of a zone or pair never seen in training is
-  missing (``NaN``: the booster sends it down its learned default branch); in ``ordinal`` a
-  zone keeps its id, and an unseen pair sits half-way between its neighbours in the pair order
-  (next to the pairs with the same pickup zone); in ``onehot`` it has no column, as with
-  ``DictVectorizer``;
-* **extended features** (opt-in, ``TAXI_EXTENDED_FEATURES``): pickup hour and day of week,
-  from the request's ``pickup_datetime`` (one-hot ``pickup_hour=H`` / ``pickup_dow=D``
-  columns appended for ``onehot``, two numeric columns otherwise). Off by default: the course's
-  feature set and the course's request ``{PULocationID, DOLocationID, trip_distance}``.
-
-A step builds its input from a :class:`~taxi_assets.ml.dataset.TrainingSet`
-(:meth:`FeatureStep.from_training_set`, for tuning and the leaderboard) and from validated
-request fields (:meth:`FeatureStep.from_request`, for serving); both paths give the same
-matrix for the same rides.
+The course gives every model one ``DictVectorizer`` one-hot matrix (5,094 columns for a green
+month), which suits the linear models only: trees cannot split a 5,000-way category spread
+over 5,000 sparse columns efficiently. So each registry entry (:mod:`taxi_assets.ml.estimators`)
+names a representation, fitted on the training rides: ``onehot`` (the course's matrix: linear
+models), ``ordinal`` (zone ids, the pair's rank and the distance as dense columns: sklearn's
+tree ensembles, :class:`CompactFeatures`) or ``categorical`` (the same columns as category
+codes: boosters with native categorical splits). Every step clips ``trip_distance`` at the
+training rides' 99.9th percentile, encodes unseen zones and pairs, adds pickup hour and day
+of week when extended, and travels with the model inside the predictor, so a request is
+encoded exactly as the training rides were (README, "Models"). Its input comes from a
+:class:`~taxi_assets.ml.dataset.TrainingSet` (:meth:`FeatureStep.from_training_set`) or from
+validated request fields (:meth:`FeatureStep.from_request`): the same matrix for the same rides.
 """
 
 from __future__ import annotations

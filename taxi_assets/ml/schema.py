@@ -1,31 +1,15 @@
 """One documented schema per taxi type, and the code that forces every TLC month into it.
 
-TLC files drift between months: ids arrive as int32 in one file and int64 in the next,
-rate and payment codes as double or int64, ``ehail_fee`` as an all-null column of type
-``null`` or ``double``, strings as ``string`` or ``large_string``, timestamps in ns or us.
-Concatenating such months fails or silently upcasts, so ``raw_trips`` stores every month in
-the schema below. The pickup and dropoff columns are renamed to ``pickup_datetime`` and
-``dropoff_datetime`` so that green (``lpep_``) and yellow (``tpep_``) months share the
-rest of the pipeline unchanged.
-
-Normalized columns (green and yellow)::
-
-    VendorID               int32
-    pickup_datetime        timestamp[us]   (required)
-    dropoff_datetime       timestamp[us]   (required)
-    store_and_fwd_flag     string
-    RatecodeID             int64  (nullable)
-    PULocationID           int32           (required)
-    DOLocationID           int32           (required)
-    passenger_count        int64  (nullable)
-    trip_distance          double          (required)
-    fare_amount .. total_amount, congestion_surcharge   double
-    payment_type           int64  (nullable)
-    green only:  ehail_fee double, trip_type int64
-    yellow only: airport_fee double (TLC spells it ``Airport_fee`` in some months)
-
-A missing required column rejects the month; a missing optional column is filled with
-nulls and reported; unknown extra columns are dropped and reported.
+TLC files drift between months: ids arrive as int32 in one file and int64 in the next, rate
+and payment codes as double or int64, ``ehail_fee`` as an all-null column of type ``null`` or
+``double``, strings as ``string`` or ``large_string``, timestamps in ns or us. Concatenating
+such months fails or silently upcasts, so ``raw_trips`` stores every month in
+:data:`NORMALIZED_SCHEMAS` (green: ``ehail_fee`` and ``trip_type``; yellow: ``airport_fee``,
+spelled ``Airport_fee`` in some months). The pickup and dropoff columns are renamed to
+``pickup_datetime`` and ``dropoff_datetime`` (:data:`SOURCE_RENAMES`) so that green
+(``lpep_``) and yellow (``tpep_``) months share the rest of the pipeline unchanged. A missing
+required column (:data:`REQUIRED_COLUMNS`) rejects the month; a missing optional column is
+filled with nulls and reported; unknown extra columns are dropped and reported.
 """
 
 from __future__ import annotations

@@ -1,27 +1,15 @@
 """The MLflow face of a trained model: a pyfunc that takes raw ride records and returns minutes.
 
 The logged model is one artifact, the joblib-pickled
-:class:`~taxi_assets.ml.predictor.TripDurationPredictor` (vectorizer + estimator), wrapped by
-:class:`TripDurationModel`. So ``mlflow.pyfunc.load_model(uri).predict(df)`` and
-``mlflow models serve`` accept the same ``{PULocationID, DOLocationID, trip_distance}``
-records as the in-memory predictor, validate them the same way and give the same minutes;
-the course's models needed the caller to load and apply the ``DictVectorizer`` separately.
-
-Registry layout: one registered model per estimator and taxi type,
-``taxi-trip-duration-{taxi_type}-{estimator}`` (:func:`taxi_assets.registry.names.registered_model_name`); each monthly
-materialization adds a version, tagged with its month and validation RMSE. Versions of one
-name are always comparable (same estimator, same feature code), and promoting a champion
-across estimators is an alias on the winner's name, not a mixed version history.
-
-Code: no ``code_paths``. The pyfunc class and the predictor are imported from the installed
-``taxi_assets`` package, so serving runs in the project environment
-(``mlflow models serve -m models:/<name>/<version> --env-manager local``, or an image built
-from the project). Copying the package into each model with ``code_paths`` would put a
-second ``taxi_assets`` on ``sys.path`` of every process that loads a model (shadowing the
-installed one in a fresh server, silently ignored in a process that already imported it).
-Loading the model imports only ``taxi_assets.registry.pyfunc`` and ``taxi_assets.ml``: no
-Dagster (tested). The pip requirements are pinned to the versions that trained
-the model (given explicitly: inference by import capture costs a subprocess and seconds).
+:class:`~taxi_assets.ml.predictor.TripDurationPredictor` (representation + estimator), so
+``mlflow.pyfunc.load_model(uri).predict(df)`` and ``mlflow models serve`` accept the same
+``{PULocationID, DOLocationID, trip_distance}`` records as the in-memory predictor, validate
+them the same way and give the same minutes (the course's callers had to apply the
+``DictVectorizer`` themselves). Registry layout (README, "MLflow"): one registered model per
+estimator and taxi type (:func:`taxi_assets.registry.names.registered_model_name`), a version
+per monthly materialization. No ``code_paths``: the code is imported from the installed
+``taxi_assets`` package (:func:`log_predictor` says why), and loading a model imports only
+``taxi_assets.registry.pyfunc`` and ``taxi_assets.ml``, no Dagster (tested).
 """
 
 from __future__ import annotations
@@ -209,6 +197,15 @@ def log_predictor(
     record with it, 0.85 ms without, and the served p50 fell by about 0.6 ms
     (``benchmarks/serving_latency.py``). The fields are documented in the model's
     ``metadata`` (:data:`REQUEST_METADATA`) and its input example.
+
+    No ``code_paths`` either: the pyfunc class and the predictor are imported from the
+    installed ``taxi_assets`` package, so serving runs in the project environment (``mlflow
+    models serve ... --env-manager local``, or an image built from the project). Copying the
+    package into each model would put a second ``taxi_assets`` on ``sys.path`` of every process
+    that loads a model (shadowing the installed one in a fresh server, silently ignored in a
+    process that already imported it). The pip requirements are pinned to the versions that
+    trained the model, given explicitly (inference by import capture costs a subprocess and
+    seconds).
     """
     if mlflow.active_run() is None:
         raise RuntimeError(f"log_predictor({name!r}) needs an active MLflow run: call it inside mlflow.start_run()")

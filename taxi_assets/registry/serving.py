@@ -1,34 +1,14 @@
 """Loading registered models for serving, and the request payloads of the scoring server.
 
-The champion of the latest month is always ``models:/taxi-trip-duration-green@champion``
-(``champion_model`` moves the alias), so the serving command never changes when a different
-estimator wins::
-
-    export MLFLOW_TRACKING_URI=sqlite:///$PWD/data/mlflow/mlflow.db   # or your tracking server
-    mlflow models serve -m "models:/taxi-trip-duration-green@champion" \\
-        --env-manager local -h 127.0.0.1 -p 5001
-
-``--env-manager local`` serves with the installed ``taxi_assets`` package (the model stores
-no copy of the code, see :mod:`taxi_assets.registry.pyfunc`). The alias is resolved when the
-server starts: restart it after a promotion. Bad requests are answered ``400`` with the
-model's own validation message (field and record), the same text as in Python, in
-``taxi-assets predict`` and in the ``predict`` job. No Dagster import here: the CLI and the
-``predict`` job share :func:`load_model`, which names a registered model whose files cannot be
-read (:class:`ModelLoadError`: model, version, file, reason, what to do).
-
-What the scoring server does before the model sees a request (MLflow 3.17, measured):
-
-- JSON nested deeper than Python's recursion limit (about 950 levels in the server's worker
-  thread) is answered with a bare ``500 Internal Server Error``: MLflow parses the body with
-  ``json.loads`` in ``mlflow.pyfunc.scoring_server._decode_json_input``, which catches only
-  ``JSONDecodeError``/``UnicodeDecodeError``, so the ``RecursionError`` escapes to FastAPI
-  before the model is called. Every shallower request reaches the model, which answers any
-  nested value with a 400 (tested in ``test_online_serving.py``). Fixing the deep case needs
-  a proxy or middleware in front of MLflow's app (or MLflow catching ``RecursionError``).
-- In the ``inputs``/``instances`` layouts numpy builds the columns: a boolean mixed with
-  numbers in one field (``[true, 5]``) arrives as the integers ``[1, 5]`` and cannot be told
-  apart; a field of booleans only (``[true]``) still arrives as booleans and is refused. The
-  ``dataframe_records``/``dataframe_split`` layouts (pandas) keep every boolean.
+The champion of the latest month is always ``models:/taxi-trip-duration-<taxi>@champion``
+(``champion_model`` moves the alias), so ``mlflow models serve -m
+"models:/taxi-trip-duration-green@champion" --env-manager local`` never changes when another
+estimator wins (README, "Online inference", with what MLflow's scoring server does before the
+model sees a request). ``--env-manager local`` serves with the installed ``taxi_assets``
+package: the model stores no copy of the code (:mod:`taxi_assets.registry.pyfunc`). No Dagster
+import here: the CLI and the ``predict`` job share :func:`load_model`, which names a registered
+model whose files cannot be read (:class:`ModelLoadError`: model, version, file, reason, what
+to do).
 """
 
 from __future__ import annotations

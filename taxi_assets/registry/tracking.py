@@ -1,32 +1,17 @@
 """MLflow tracking of model materializations, in plain Python (the Dagster resource is a thin
 shell around :class:`TrackingStore`).
 
-Layout: one MLflow run per model materialization (tags ``dagster.run_id``,
-``dagster.asset_key``, ``dagster.partition``, ``estimator``; params = the tuning config and
-the best hyperparameters; metrics = validation rmse/mse/mae/r2, baseline, seconds; the logged
-pyfunc model, registered as a new version of the estimator's registered model), and under it
-one child run per hyperopt trial. Every run ends FINISHED when the block completes and FAILED
-(KILLED on Ctrl-C) when it raises; only a killed process (SIGKILL, OOM) can leave one RUNNING.
-
-Outages fail fast and named. MLflow's HTTP client waits 120 s per request and retries seven
-times by default (a dead server stalled a step for 15 minutes); MLflow takes its timeout and
-retries from its own ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
-only, which the settings and the ``mlflow`` resource set (15 s, 2 retries), and
-:meth:`TrackingStore.check_reachable` probes the store before a model trains, so a
-store that is down costs seconds, not a training run, and the error names its URI
-(:class:`TrackingStoreUnavailable`, a transient error the step's retry policy retries).
-
-Locks are transient. The embedded SQLite store is written by every model step, ``mlflow ui``
-and backups; SQLite answers a writer that finds it locked with "database is locked" after its
-busy timeout (Python's default 5 s; MLflow's sessions set 20 s). A sqlite store here waits for
-the lock: its URI carries SQLite's own busy timeout (``?timeout=``, ``lock_timeout`` seconds,
-used when MLflow opens the database) and each store operation that still meets a busy database
-is retried until ``lock_timeout`` has passed since it began, then fails as an outage
-(:class:`TrackingStoreUnavailable`, "... is locked ..."), which the step's policy retries.
-
-No lock is shared between deployments: the only lock is a file beside a *local* sqlite store,
-held while that store and its experiment are created (two processes running a fresh store's
-migrations at once fail), so deployments with their own stores never wait for each other.
+Layout (README, "MLflow"): one MLflow run per model materialization, tagged with the Dagster
+run, asset, partition and estimator, holding its params, metrics and the logged pyfunc model
+(registered as a new version of the estimator's registered model), and under it one child run
+per hyperopt trial. Every run ends FINISHED when its block completes and FAILED (KILLED on
+Ctrl-C) when it raises; only a killed process can leave one RUNNING. Outages fail fast and
+named: MLflow's HTTP timeout and retries come from the settings (15 s, 2 retries, not 120 s
+seven times), and :meth:`TrackingStore.check_reachable` probes the store before a model trains
+(:class:`TrackingStoreUnavailable`, a transient error the step retries). A locked SQLite store
+is waited for (:meth:`TrackingStore.patiently`); the only lock of our own is a file beside a
+local sqlite store while that store and its experiment are created (:func:`_store_lock`), so
+deployments with their own stores never wait for each other.
 """
 
 from __future__ import annotations
@@ -135,7 +120,9 @@ def tracking_uri_set(tracking_uri: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _store_lock(db: Path) -> Iterator[None]:
-    """An exclusive lock beside a local sqlite store (per store, never machine-wide)."""
+    """An exclusive lock beside a local sqlite store (per store, never machine-wide), held
+    while the store and its experiment are created: two processes running a fresh store's
+    migrations at once fail."""
     import fcntl
 
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +195,13 @@ class TrackingStore:
         """``operation(*args, **kwargs)``, retried while SQLite reports the store busy or locked,
         until ``lock_timeout`` seconds have passed since the first attempt; then
         :class:`TrackingStoreUnavailable` naming the store and ``what`` was being done. Any
-        other error propagates as raised, at once."""
+        other error propagates as raised, at once.
+
+        The embedded SQLite store is written by every model step, ``mlflow ui`` and backups;
+        SQLite answers a writer that finds it locked with "database is locked" after its busy
+        timeout (Python's default 5 s; MLflow's sessions set 20 s). So the store's URI carries
+        SQLite's own busy timeout (``?timeout=``, :func:`with_busy_timeout`) and each operation
+        that still meets a busy database is retried here."""
         started = time.monotonic()
         pause = 0.25
         while True:

@@ -3,23 +3,15 @@
 ``retrain_condition()`` requests a month of an asset when one of its inputs was updated (or the
 month newly appeared), once none of its inputs is missing or in progress and every blocking
 check upstream passed. Unlike ``AutomationCondition.eager()`` it is not limited to the latest
-month, so backfilling ``raw_trips`` for old months also retrains those months.
-
-Two refinements make sure nothing is launched to fail:
-
-* months before the first trainable month (``TAXI_START_MONTH`` + ``TAXI_TRAIN_MONTHS``) are
-  never requested for the training tier (``training_set`` and everything after it): their
-  training window reaches before the first partition;
-* an input partition that can never exist (the training tier before the first trainable
-  month) does not count as missing, and the inputs from the previous month's champion
-  (``data_drift``'s, ``champion_model``'s own) are optional: they run without it and again
-  when it arrives; ``champion_model[M]`` waits while ``champion_model[M-1]`` is requested, so
-  the champion line is decided month after month.
-
-The unpartitioned ``backtest`` follows any month of its inputs (:func:`summary_condition`).
-
-:class:`UntrainableMonth` is an arbitrary-Python condition, so the automation sensor evaluates
-on the code server (``use_user_code_server=True``).
+month, so backfilling ``raw_trips`` for old months also retrains those months. Nothing is
+launched to fail: months before the first trainable month (``TAXI_START_MONTH`` +
+``TAXI_TRAIN_MONTHS``) are never requested for ``training_set`` and everything after it (their
+window reaches before the first partition), and such an input partition does not count as
+missing; the inputs from the previous month's champion are optional (the asset runs without
+it and again when it arrives), and ``champion_model[M]`` waits while ``champion_model[M-1]`` is
+requested, so the champion line is decided month after month. The unpartitioned ``backtest``
+follows any month of its inputs (:func:`summary_condition`). :class:`UntrainableMonth` is
+arbitrary Python, so the automation sensor evaluates on the code server.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
-"""What starts the pipeline: a newly published TLC month, and declarative automation that
-carries each change downstream; plus retraining on drift.
+"""What starts the pipeline: a newly published TLC month, and declarative automation that carries
+each change downstream; plus retraining on drift.
 
 - ``new_month_sensor`` (on) probes the data source (HTTP HEAD against the TLC address, or file
-  presence in a local folder) and requests ``raw_trips`` for newly published months. Its
-  cursor is the newest month seen; a source error is logged and the cursor kept, so the next
-  tick simply tries again.
-
-  **First start is bounded.** With no cursor yet, it looks back from the newest partition
-  for published months and requests only the newest ``TAXI_BOOTSTRAP_MONTHS`` (default 3)
-  of them that are not ingested yet: a source with years of months (the TLC address) does
-  not turn ``dagster dev`` into a day of training. Older months are a backfill away
-  (``dagster job backfill -j ingest_month --from ... --to ...``); ``TAXI_BOOTSTRAP_MONTHS=0``
-  ingests nothing on first start, and the sensor can be stopped in the UI.
+  presence in a local folder) and requests ``raw_trips`` for newly published months. Its cursor
+  is the newest month seen; a source error is logged and the cursor kept. With no cursor yet it
+  requests only the newest ``TAXI_BOOTSTRAP_MONTHS`` (default 3) published months not ingested
+  yet, so a source with years of months does not turn ``dagster dev`` into a day of training
+  (older months are a backfill away; ``0`` ingests nothing on first start).
 - ``taxi_automation`` (on) evaluates every asset's automation condition
   (``defs/automation/conditions.py``) every ``TAXI_AUTOMATION_INTERVAL_SECONDS``.
 - ``drift_retraining_sensor`` (off) asks for a fresh training set and models for a month whose

@@ -1,20 +1,16 @@
 """One model asset per entry of the estimator registry (group ``models``).
 
-``linear_regression[M]`` ... ``xgboost[M]`` each read ``training_set[M]``, tune with hyperopt
+``linear_regression[M]`` ... ``lightgbm[M]`` each read ``training_set[M]``, tune with hyperopt
 (:func:`taxi_assets.ml.tuning.tune`), log every trial and the final model to MLflow (resource
-``mlflow``), register the model as ``taxi-trip-duration-{taxi}-{estimator}`` and store a
+``mlflow``), register it as ``taxi-trip-duration-{taxi}-{estimator}`` and store a
 :class:`~taxi_assets.ml.trained.TrainedModel` (the predictor plus its training facts). Each
-asset carries a ``beats_baseline`` check (ERROR severity) computed in the same step; it is not
-blocking on purpose: one weak estimator must not stop the month's leaderboard, and
-``champion_model`` only considers models that beat the baseline.
-
-Run config per asset is typed: ``max_evaluations`` (1..500), ``random_state``,
-``search_space`` (``quick`` or ``course``) and the registry entry's own fit options and
-overridable hyperparameters (XGBoost: ``early_stopping_rounds``, ``num_boost_round``,
-``max_depth``).
-
-No ``from __future__ import annotations`` here: Dagster reads the ``config`` and ``context``
-annotations of the generated functions at definition time.
+carries a ``beats_baseline`` check (ERROR severity) computed in the same step, not blocking on
+purpose: one weak estimator must not stop the month's leaderboard, and ``champion_model`` only
+considers models that beat the baseline. Run config is typed: ``max_evaluations`` (1..500),
+``random_state``, ``search_space`` (``quick`` or ``course``) and the entry's own fit options
+and overridable hyperparameters (XGBoost: ``early_stopping_rounds``, ``num_boost_round``,
+``max_depth``). No ``from __future__ import annotations`` here: Dagster reads the ``config``
+and ``context`` annotations of the generated functions at definition time.
 """
 
 import json

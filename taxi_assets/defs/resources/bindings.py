@@ -8,9 +8,9 @@ import dagster as dg
 
 from taxi_assets.defs.resources.data_source import TlcDataSource
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
+from taxi_assets.defs.resources.model_registry import MODEL_REGISTRY_KEY, ModelRegistry
 from taxi_assets.defs.resources.notifier import notifier_from_env
 from taxi_assets.defs.resources.tracking import MLFLOW_RESOURCE_KEY, MlflowTracking
-from taxi_assets.defs.serving.predict_job import MODEL_REGISTRY_KEY, ModelRegistry
 from taxi_assets.settings import SETTINGS, Settings
 
 

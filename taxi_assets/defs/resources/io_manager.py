@@ -1,34 +1,16 @@
 """The IO manager: one file per asset partition under the data root, written atomically.
 
-Layout: ``{data_root}/{taxi_type}/{asset_key}/{month}.{ext}``, where the data root is a local
-folder or an object-store URL (``s3://bucket/prefix``, ``gs://...``, ``az://...``: any fsspec
-filesystem, as paths of :mod:`taxi_assets.io.storage`; the same layout, the same errors). The
-taxi type comes from the
-one setting (``TAXI_TYPE``), never from resource config, so green and yellow never mix; the
-format follows the object:
-``.parquet`` for DataFrames and Arrow tables (zstd), ``.npz`` for training sets (sparse
-matrices, no pickle), ``.pkl`` (joblib) for fitted models and anything else.
-
-Every way a run can be launched writes each month's own file. A run may hold one month
-(``dagster/partition``) or a range (``dagster/asset_partition_range_start/end``: declarative
-automation, single-run backfills); in a range ``context.has_partition_key`` is false even
-for a one-month range. So a partitioned output is a ``{month: object}`` mapping with exactly
-the run's months (a bare object is accepted when the run holds one month), and anything
-else fails loudly naming the asset and months: nothing is ever written to an invented name.
-
-Inputs follow Dagster's convention: one upstream partition arrives as the object, several as
-a ``{month: object}`` dict. An input declared ``AssetIn(metadata={"optional": True})`` may be
-absent: a missing partition is then left out of the dict, or arrives as None, and an unreadable
-one arrives as :class:`UnreadableInput`. An input may read a subset of a parquet asset's columns through
-``AssetIn(metadata={"columns": [...]})``. A stored file that cannot be read is a
-:class:`CorruptOutputError` naming the asset, month and path: a permanent error (re-running
-the step would read the same bytes), so the wiring fails it without retries.
-
-Writes are atomic on every store: the object is built completely in a local temp file, then
-renamed into place (local folder) or uploaded in one all-or-nothing request (S3, GCS, Azure),
-or uploaded to a temp key and moved (other fsspec stores); a failed or interrupted run never
-leaves a half-written object visible and keeps the previous one (see
-:mod:`taxi_assets.io.storage` for why an S3 PUT or multipart upload is all-or-nothing).
+Layout: ``{data_root}/{taxi_type}/{asset_key}/{month}.{ext}``; the data root is a local folder
+or an object-store URL (:mod:`taxi_assets.io.storage`: the same layout, the same errors), the
+taxi type the one setting (``TAXI_TYPE``), never resource config, so green and yellow never
+mix. The format follows the object: ``.parquet`` for DataFrames and Arrow tables (zstd),
+``.npz`` for training sets (sparse matrices, no pickle), ``.pkl`` (joblib) for anything else.
+Every way a run can be launched writes each month's own file (:meth:`TaxiIOManager.handle_output`),
+and an input arrives by Dagster's convention (:meth:`TaxiIOManager.load_input`). A stored file
+that cannot be read is a :class:`CorruptOutputError` naming the asset, month and path: a
+permanent error (re-running would read the same bytes), so the wiring fails it without retries.
+Writes go to a local temp file first and are then renamed into place or uploaded whole
+(:func:`taxi_assets.io.storage.atomic_target`): a failed run keeps the previous object.
 """
 
 from __future__ import annotations
@@ -117,6 +99,12 @@ class TaxiIOManager(dg.ConfigurableIOManager):
     # --- writing ------------------------------------------------------------------------------
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
+        """Write each month of the run to its own file. A run holds one month
+        (``dagster/partition``) or a range (``dagster/asset_partition_range_start/end``:
+        declarative automation, single-run backfills), and in a range ``has_partition_key`` is
+        false even for one month. So a partitioned output is a ``{month: object}`` mapping with
+        exactly the run's months (a bare object when the run holds one month); anything else
+        fails naming the asset and months, and nothing is written to an invented name."""
         if obj is None:
             return
         if not context.has_asset_partitions:
@@ -191,6 +179,11 @@ class TaxiIOManager(dg.ConfigurableIOManager):
     # --- reading ------------------------------------------------------------------------------
 
     def load_input(self, context: dg.InputContext):
+        """One upstream partition arrives as the object, several as a ``{month: object}`` dict.
+        An input declared ``AssetIn(metadata={"optional": True})`` may be absent: a missing
+        partition is left out of the dict (or arrives as ``None``) and an unreadable one arrives
+        as :class:`UnreadableInput`. ``AssetIn(metadata={"columns": [...]})`` reads a subset of
+        a parquet asset's columns."""
         wanted = context.definition_metadata or {}
         columns, optional = wanted.get("columns"), bool(wanted.get("optional"))
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]

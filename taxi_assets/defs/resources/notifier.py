@@ -1,6 +1,6 @@
 """Where alerts go: SMTP email and a Slack-compatible webhook, both optional.
 
-The alert sensors (``defs/automation/alerts.py``) build an :class:`~taxi_assets.io.notify.Alert`
+The alert sensors (``defs/automation/alerts/``) build an :class:`~taxi_assets.io.notify.Alert`
 and hand it to :meth:`AlertNotifier.send`, which never raises: a mail server that is down must
 not crash the sensor tick (and so hide the failure being reported) or stop its cursor.
 The variables (``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_EMAIL``, ``SMTP_PASSWORD``, ``SMTP_USE_TLS``,

@@ -1,47 +1,15 @@
 """The ``predict`` job: score a few rides with the champion from the Dagster UI or its API.
 
-Dagster's counterpart of Mage's API trigger and playground: open *Jobs > predict > Launchpad*,
-type the rides, launch; the run's ``score_rides`` step logs every prediction and records them as
-output metadata (a table, ``mean_prediction``, ``records``, and the exact minutes as JSON
-``predictions``). Batch scoring of a whole month is the ``trip_duration_predictions`` asset;
-this job is for a handful of rides (at most :data:`MAX_RECORDS`).
-
-Run config (launchpad YAML)::
-
-    ops:
-      score_rides:
-        config:
-          records:
-            - {PULocationID: 236, DOLocationID: 239, trip_distance: 1.98}
-            - {PULocationID: 74, DOLocationID: 75, trip_distance: 1.2}
-          # model_uri: models:/taxi-trip-duration-green/3   # optional, default: the champion
-
-The same through the GraphQL API (``dagster_graphql``)::
-
-    from dagster_graphql import DagsterGraphQLClient
-    client = DagsterGraphQLClient("127.0.0.1", port_number=3000)
-    run_id = client.submit_job_execution("predict", run_config={"ops": {"score_rides": {"config": {
-        "records": [{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}]}}}})
-    client.get_run_status(run_id)   # DagsterRunStatus.SUCCESS
-
-and the predictions with :func:`read_predictions` (``instance.all_logs``) or in the UI.
-
-Why typed records (``TripRecord``: int, int, float) rather than a free ``list[dict]``: the
-launchpad scaffolds the three fields, and a missing field or a non-numeric value is refused
-*before* a run starts, by Dagster's config check, naming the path (``Missing required config
-entry "trip_distance" at path root:ops:score_rides:config:records[0]``); the launchpad shows it
-inline and the GraphQL API answers ``RunConfigValidationInvalid``. What only the model's
-validation can see (a zone id outside 1..265, a negative distance, no records) fails the
-run with the same message the scoring server and ``taxi-assets predict`` give, e.g.
-``predict: bad request: field 'trip_distance' must not be negative, got -1.0 in record 0``.
-No champion yet fails the run with "run the pipeline first"; a champion whose files cannot be
-read fails it naming the model, version and file (the message ``taxi-assets predict`` gives).
-
-Model store: the ``model_registry`` resource (:class:`ModelRegistry`), by
-default ``SETTINGS.mlflow_tracking_uri`` (``MLFLOW_TRACKING_URI``); override it per run with
-``resources: {model_registry: {config: {tracking_uri: ...}}}``. It only reads the registry:
-unlike the ``mlflow`` resource it starts no MLflow run. The job runs in process (one step:
-no second interpreter to start).
+Dagster's counterpart of Mage's API trigger and playground: in *Jobs > predict > Launchpad* type
+the rides (``ops: score_rides: config: records: [...]``, optionally ``model_uri``) and launch;
+the ``score_rides`` step logs every prediction and records them as output metadata (a table,
+``mean_prediction``, ``records`` and the exact minutes as JSON ``predictions``, read back by
+:func:`read_predictions`). A whole month is the ``trip_duration_predictions`` asset; this job
+takes at most :data:`MAX_RECORDS` rides. Records are typed (:class:`TripRecord`): the launchpad
+scaffolds the three fields, and a missing or non-numeric one is refused by Dagster's config
+check before a run starts, naming its path. What only the model can judge fails the run with
+the message the scoring server and ``taxi-assets predict`` give. Launchpad and GraphQL
+examples, and every failure's text: README, "Online inference".
 """
 
 import math
@@ -49,33 +17,12 @@ import math
 import dagster as dg
 from pydantic import Field
 
+from taxi_assets.defs.resources.model_registry import ModelRegistry
 from taxi_assets.ml.features import REQUEST_FIELDS, InvalidRequestError
-from taxi_assets.registry.names import champion_uri
-from taxi_assets.settings import SETTINGS
 
-MODEL_REGISTRY_KEY = "model_registry"
 PREDICT_OP = "score_rides"  # an op may not share the job's name in one code location
 MAX_RECORDS = 10_000
 MAX_LOGGED = 100  # per-record log lines and table rows; every prediction is in the JSON
-
-
-class ModelRegistry(dg.ConfigurableResource):
-    """Read-only access to the MLflow model registry serving loads models from."""
-
-    tracking_uri: str = Field(
-        default=SETTINGS.mlflow_tracking_uri,
-        description="MLflow tracking store holding the registry (sqlite URI or server URL).",
-    )
-
-    def champion_uri(self) -> str:
-        """The champion of this deployment's taxi type (the one setting, TAXI_TYPE)."""
-        return champion_uri(SETTINGS.taxi_type)
-
-    def load(self, model_uri: str | None = None):
-        """The :class:`~taxi_assets.registry.serving.LoadedModel` for ``model_uri`` (default: the champion)."""
-        from taxi_assets.registry.serving import load_model
-
-        return load_model(model_uri or self.champion_uri(), self.tracking_uri)
 
 
 class TripRecord(dg.Config):
@@ -173,7 +120,7 @@ def predict_op(context: dg.OpExecutionContext, config: PredictConfig, model_regi
         "ops.score_rides.config.records with the champion model (or model_uri); predictions are "
         "logged and recorded as the step's output metadata."
     ),
-    executor_def=dg.in_process_executor,
+    executor_def=dg.in_process_executor,  # one step: no second interpreter to start
 )
 def predict_job():
     predict_op()

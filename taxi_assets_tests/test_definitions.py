@@ -21,7 +21,7 @@ EXPECTED_ASSETS = {
     "ingestion": {"raw_trips"},
     "preparation": {"cleaned_trips", "training_set"},
     "models": set(ESTIMATORS),
-    "monitoring": {"data_drift", "model_leaderboard"},
+    "monitoring": {"data_drift", "model_leaderboard", "backtest"},
     "serving": {"champion_model", "trip_duration_predictions"},
 }
 
@@ -32,11 +32,18 @@ def test_asset_graph_groups_and_partitions():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         groups.setdefault(node.group_name, set()).add(key.to_user_string())
+        if key == dg.AssetKey("backtest"):  # every month's champion in one table
+            assert node.partitions_def is None
+            assert {k.to_user_string() for k in node.parent_keys} == {"champion_model", "data_drift"}
+            continue
         assert node.partitions_def.get_partition_keys(current_time=None)[:2] == ["2023-01", "2023-02"]
         assert node.description, f"{key} has no description for the UI"
     assert groups == EXPECTED_ASSETS
     for name in ESTIMATORS:  # cleaned_trips: what a booster's Dask workers read (ml/distributed.py)
         assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {"training_set", "cleaned_trips"}
+    # the champion line is a fold: champion_model[M] reads champion_model[M-1]
+    champion_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("champion_model")).parent_keys}
+    assert champion_deps == set(ESTIMATORS) | {"training_set", "model_leaderboard", "champion_model"}
     leaderboard_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("model_leaderboard")).parent_keys}
     assert leaderboard_deps == set(ESTIMATORS) | {"training_set"}
 

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -424,3 +425,37 @@ def test_corrupt_stored_input_fails_at_once_naming_asset_month_and_path(resource
     assert f"training_set[2024-02]: the stored file {stored} cannot be read (BadZipFile)" in message
     assert "re-materialize it" in message
     assert [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"] == []
+
+
+@pytest.mark.parametrize("share, passes", [(0.004, True), (0.006, False)])
+def test_distances_plausible_is_pinned_at_half_a_percent(share, passes, resources, instance, tmp_path, shared_data):
+    """The default max_impossible_distance_share (0.5%) on both sides: a month whose kept rides
+    hold 0.4% impossible distances is written, one with 0.6% is refused (real months: ~0.08%)."""
+    from taxi_assets.ml import cleaning, schema
+
+    name = "green_tripdata_2024-01.parquet"
+    real = pq.read_table(shared_data / name)
+    raw = schema.normalize_table(real, "green", name)[0].to_pandas()
+    minutes = cleaning.duration_minutes(raw["pickup_datetime"], raw["dropoff_datetime"])
+    _, report = cleaning.clean_trips(raw)
+    flags = np.logical_or.reduce(list(cleaning.impossible_distances(raw["trip_distance"].to_numpy(), minutes).values()))
+    ordinary = np.flatnonzero(raw[cleaning.CLEAN_INPUT_COLUMNS].notna().all(axis=1).to_numpy()
+                              & (minutes >= 1) & (minutes <= 60) & ~flags & ~cleaning.duplicate_rows(raw)
+                              & ~cleaning.voided_reversals(raw))  # fmt: skip
+    wanted = int(np.floor(share * report.rows_out)) if passes else int(np.ceil(share * report.rows_out))
+    added = wanted - sum(report.flagged.values())
+    assert added > 0
+    hit = np.random.default_rng(7).choice(ordinary, size=added, replace=False)
+    distance = real.column("trip_distance").to_numpy().copy()
+    distance[hit] = 500.0  # over 100 miles
+    folder = _source_with(tmp_path, shared_data, name,
+                          table=real.set_column(real.column_names.index("trip_distance"), "trip_distance", pa.array(distance)))  # fmt: skip
+    source = dict(resources, data_source=TlcDataSource(base=str(folder)))
+    result = materialize(["raw_trips", "cleaned_trips"], "2024-01", source, instance, raise_on_error=False)
+    assert result.success is passes
+    assert checks(result)["distances_plausible"] is passes
+    if passes:
+        flagged = meta(result, "cleaned_trips")
+        assert sum(flagged[f"impossible_distance_{r}"] for r in ("negative", "over_100_miles", "implied_speed_over_100_mph")) == wanted
+    else:
+        assert f"impossible_share={round(wanted / report.rows_out, 6)}" in failure_message(result)

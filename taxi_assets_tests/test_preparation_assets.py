@@ -459,3 +459,32 @@ def test_distances_plausible_is_pinned_at_half_a_percent(share, passes, resource
         assert sum(flagged[f"impossible_distance_{r}"] for r in ("negative", "over_100_miles", "implied_speed_over_100_mph")) == wanted
     else:
         assert f"impossible_share={round(wanted / report.rows_out, 6)}" in failure_message(result)
+
+
+@pytest.mark.fast
+def test_guard_checks_fail_on_what_they_guard_against():
+    """schema_matches and duration_within_bounds guard post-conditions of the normalization and
+    the cleaning (no real or broken input reaches them failing through those steps): fed a table
+    or durations that break them, they fail, naming what is wrong."""
+    import pandas as pd
+
+    from taxi_assets.defs.ingestion.checks import check_schema
+    from taxi_assets.defs.preparation.checks import check_duration_bounds
+    from taxi_assets.ml.schema import NORMALIZED_SCHEMAS
+
+    expected = NORMALIZED_SCHEMAS["green"]
+    good = pa.Table.from_pylist([], schema=expected)
+    assert check_schema(good, "green").passed
+    distance = expected.names.index("trip_distance")
+    wrong_type = good.set_column(distance, "trip_distance", pa.array([], pa.string()))
+    result = check_schema(wrong_type, "green")
+    assert not result.passed and result.metadata["mismatches"].text == "trip_distance: string != double"
+    missing = good.remove_column(distance)
+    assert check_schema(missing, "green").metadata["mismatches"].text == "trip_distance: missing != double"
+    reordered = good.select([*expected.names[1:], expected.names[0]])
+    assert not check_schema(reordered, "green").passed  # same columns, another order
+
+    inside = check_duration_bounds(pd.Series([1.0, 30.0, 60.0]), 1.0, 60.0)
+    assert inside.passed and inside.metadata["outside_bounds"].value == 0
+    outside = check_duration_bounds(pd.Series([0.5, 30.0, 60.5, float("nan")]), 1.0, 60.0)
+    assert not outside.passed and outside.metadata["outside_bounds"].value == 3

@@ -185,9 +185,12 @@ def test_outputs_equal_the_multiprocess_executor(runs):
 
 
 def test_local_cluster_run_trains_a_booster_across_its_workers(cluster, runs, tmp_path):
-    """``TAXI_EXECUTOR=dask`` without an address: the run starts its own local cluster; with
-    ``TAXI_DISTRIBUTED_MIN_ROWS`` below February's 54,378 training rides the XGBoost step,
-    running in one of its workers, trains across both (``worker_client`` frees its slot)."""
+    """``TAXI_EXECUTOR=dask`` without an address: the run starts its own local cluster, and with
+    ``TAXI_DISTRIBUTED_MIN_ROWS`` below February's 54,378 training rides the XGBoost step, running
+    in one of its workers, takes the distributed path from inside it (``worker_client`` frees its
+    slot). That the training then runs on both workers is read from a scheduler's task records in
+    ``test_a_booster_trains_on_both_workers_by_the_schedulers_records`` (this cluster ends with
+    the run)."""
     root = tmp_path / "data"
     for asset in ("cleaned_trips", "training_set"):
         shutil.copytree(runs["dask"] / "green" / asset, root / "green" / asset)
@@ -206,6 +209,50 @@ def test_local_cluster_run_trains_a_booster_across_its_workers(cluster, runs, tm
         (run,) = instance.get_runs(limit=1)
         messages = [e.user_message for e in instance.all_logs(run.run_id)]
     assert any("54,378 training rides >= 1,000: training across the Dask cluster's workers" in m for m in messages)
+    spread = TaxiIOManager(data_root=str(root)).load(dg.AssetKey("xgboost"), MONTH)
+    single = TaxiIOManager(data_root=str(runs["dask"])).load(dg.AssetKey("xgboost"), MONTH)
+    assert spread.best_params == single.best_params
+    assert spread.metrics["rmse"] == pytest.approx(single.metrics["rmse"], rel=0.02)
+
+
+def test_a_booster_trains_on_both_workers_by_the_schedulers_records(cluster, runs, tmp_path):
+    """``TAXI_DASK_ADDRESS`` with the default executor: above ``TAXI_DISTRIBUTED_MIN_ROWS`` the
+    XGBoost step (a local process) trains across the cluster's two workers. Read from the
+    scheduler's own task stream, not from what the step logs: the months' encoding tasks and
+    XGBoost's training tasks ran on each of the two workers, and the model is the same kind."""
+    import time
+
+    from distributed import Client
+
+    root = tmp_path / "data"
+    for asset in ("cleaned_trips", "training_set"):
+        shutil.copytree(runs["dask"] / "green" / asset, root / "green" / asset)
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+    env = dict(cluster["env"], TAXI_DASK_ADDRESS=cluster["address"], TAXI_DATA_ROOT=str(root), DAGSTER_HOME=str(home),
+               TAXI_DISTRIBUTED_MIN_ROWS="1000")  # fmt: skip
+    env.pop("TAXI_EXECUTOR", None)
+    with Client(cluster["address"], timeout=30) as client:
+        client.get_task_stream(count=1)  # starts the scheduler's task-stream plugin before the run
+        workers = set(client.scheduler_info(n_workers=-1)["workers"])
+        started = time.time()
+        materialize(env, tmp_path, ["xgboost"], MONTH, {"ops": {"xgboost": QUICK["ops"]["xgboost"]}})
+        records = client.get_task_stream(start=started)
+    assert len(workers) == 2
+    ran_on: dict[str, set[str]] = {}
+    for record in records:
+        key = str(record["key"])
+        # ours: one encoding task per month; xgboost.dask's: a ``fn-<uuid>`` task per worker per training
+        kind = "encode" if "taxi-encode-" in key else "train" if key.startswith("fn-") else None
+        if kind:
+            ran_on.setdefault(kind, set()).add(record["worker"])
+    keys = sorted({str(r["key"])[:24] for r in records})
+    assert ran_on.get("encode") == workers, (ran_on, keys)  # each worker encoded its month's rides
+    assert ran_on.get("train") == workers, (ran_on, keys)  # and XGBoost trained on both
+    trainings = sum(str(r["key"]).startswith("fn-") for r in records)
+    assert trainings == 2 * len(workers), keys  # the one trial and the refit, each on both workers
     spread = TaxiIOManager(data_root=str(root)).load(dg.AssetKey("xgboost"), MONTH)
     single = TaxiIOManager(data_root=str(runs["dask"])).load(dg.AssetKey("xgboost"), MONTH)
     assert spread.best_params == single.best_params

@@ -19,8 +19,21 @@ SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared
 UNSET_FOR_TESTS = ("MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_LOCATION", "TAXI_TYPE", "TAXI_TRAIN_MONTHS", "TAXI_MAX_EVALUATIONS")
 
 
+def _hypothesis_profiles() -> None:
+    """Property-based tests: few examples, drawn the same way every run (``derandomize``), so a
+    failure reproduces and a mutation run judges every mutant on the same inputs;
+    ``HYPOTHESIS_PROFILE=explore`` searches wider and at random."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("fast", max_examples=60, deadline=None, derandomize=True, database=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    settings.register_profile("explore", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
 def pytest_configure(config):
     """The session's environment (each xdist worker gets its own temporary root)."""
+    _hypothesis_profiles()
     settings = sys.modules.get("taxi_assets.settings")
     if settings is not None and "SETTINGS" in vars(settings):
         raise pytest.UsageError("taxi_assets settings were read before the test environment was set")

@@ -163,3 +163,50 @@ def pytest_sessionstart(session):
     problem = months_missing()
     if problem and distributed and config.option.markexpr.strip() != "fast":
         raise pytest.UsageError(problem)
+
+
+def synthetic_rides(n_train: int = 600, n_val: int = 100, seed: int = 3):
+    """Cleaned-like rides (January trains, February validates), zones 10..14, no real month."""
+    import numpy as np
+    import pandas as pd
+
+    from taxi_assets.ml.cleaning import pu_do
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    start = np.where(np.arange(n) < n_train, np.datetime64("2024-01-01", "us"), np.datetime64("2024-02-01", "us"))
+    span = np.where(np.arange(n) < n_train, 31, 29) * 86_400 * 1_000_000
+    pickup = start + (rng.random(n) * span).astype("timedelta64[us]")
+    pu = rng.integers(10, 15, n).astype(np.int32)
+    do = rng.integers(10, 15, n).astype(np.int32)
+    distance = np.round(rng.gamma(2.0, 1.5, n), 2)
+    return pd.DataFrame(
+        {
+            "pickup_datetime": pickup, "PULocationID": pu, "DOLocationID": do, "PU_DO": pu_do(pu, do),
+            "trip_distance": distance, "duration": 3.0 + 2.5 * distance + rng.normal(0, 1, n),
+        }
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def small_training_set():
+    """A training set of synthetic rides (600 train, 100 validation; no real month)."""
+    import pandas as pd
+
+    from taxi_assets.ml import dataset
+
+    return dataset.build_training_set(synthetic_rides(), pd.Timestamp("2024-02-01"), {"months": ["2024-01", "2024-02"]})
+
+
+@pytest.fixture(scope="session")
+def small_predictor(small_training_set):
+    """A linear model on the one-hot representation of :func:`small_training_set`: a real
+    predictor (clip, vectorizer, estimator) that fits in milliseconds."""
+    from sklearn.linear_model import LinearRegression
+
+    from taxi_assets.ml.predictor import TripDurationPredictor
+    from taxi_assets.ml.representation import fit_representation
+
+    step = fit_representation("onehot", small_training_set)
+    model = LinearRegression().fit(step.from_training_set(small_training_set, "train"), small_training_set.y_train)
+    return TripDurationPredictor(step, model, "linear_regression")

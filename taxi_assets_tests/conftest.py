@@ -23,11 +23,13 @@ def _hypothesis_profiles() -> None:
     """Property-based tests: few examples, drawn the same way every run (``derandomize``), so a
     failure reproduces and a mutation run judges every mutant on the same inputs;
     ``HYPOTHESIS_PROFILE=explore`` searches wider and at random."""
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, Phase, settings
 
     settings.register_profile("fast", max_examples=60, deadline=None, derandomize=True, database=None, print_blob=True,
                               suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
     settings.register_profile("explore", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # `make mutation`: the same examples, no shrinking (a mutant only needs to fail, not be explained).
+    settings.register_profile("mutation", settings.get_profile("fast"), phases=[Phase.explicit, Phase.reuse, Phase.generate])
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 

@@ -22,11 +22,15 @@ RECORDS = st.fixed_dictionaries(
     {"PULocationID": FIELD_VALUES, "DOLocationID": FIELD_VALUES, "trip_distance": FIELD_VALUES},
     optional={"pickup_datetime": JSON_SCALARS, "note": JSON_VALUES},
 )
-# Records a model scores: zone ids as numbers or text, distances 0..100 miles.
+# Records a model scores (zone ids as numbers or text, distances 0..100 miles), or would if
+# not for an extreme distance.
 ZONES = st.one_of(st.integers(1, 265), st.integers(1, 265).map(float), st.integers(1, 265).map(str))
+DISTANCES = st.one_of(
+    st.floats(0, 100), st.integers(0, 100),
+    st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, -1e-300, 100.000001, 0.0, -0.0, "inf", "NaN"]),
+)  # fmt: skip
 GOOD_RECORDS = st.fixed_dictionaries(
-    {"PULocationID": ZONES, "DOLocationID": ZONES, "trip_distance": st.one_of(st.floats(0, 100), st.integers(0, 100))},
-    optional={"note": JSON_SCALARS},
+    {"PULocationID": ZONES, "DOLocationID": ZONES, "trip_distance": DISTANCES}, optional={"note": JSON_SCALARS}
 )
 REQUESTS = st.one_of(
     JSON_VALUES,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from taxi_assets.ml import features
 from taxi_assets.ml.features import InvalidRequestError, request_frame, validate_request
-from taxi_assets_tests.strategies import REQUESTS, json_round_trip
+from taxi_assets_tests.strategies import GOOD_RECORDS, REQUESTS, ZONES, json_round_trip
 
 pytestmark = pytest.mark.fast
 
@@ -177,6 +177,28 @@ def test_any_json_value_is_validated_or_refused_in_one_line(request, bound):
     assert np.isfinite(values["trip_distance"]).all() and (values["trip_distance"] >= 0).all()
     if bound is not None:
         assert (values["trip_distance"] <= bound).all()
+
+
+@given(
+    records=st.lists(GOOD_RECORDS | st.fixed_dictionaries({"PULocationID": ZONES, "DOLocationID": ZONES,
+                                                         "trip_distance": st.floats() | st.integers()}), min_size=1, max_size=4),
+    bound=st.sampled_from([None, 100.0]),
+)  # fmt: skip
+def test_records_with_good_zones_and_any_distance_are_judged_on_the_distance(records, bound):
+    records = json_round_trip(records)
+    distances = pd.to_numeric(pd.Series([r["trip_distance"] for r in records], dtype=object), errors="coerce").to_numpy(dtype=float)
+    finite = np.isfinite(distances)
+    checks = [("must be a finite number", ~finite), ("must not be negative", finite & (distances < 0))]
+    if bound is not None:
+        checks.append((f"must be at most {bound:g} miles", finite & (distances > bound)))
+    try:
+        values = validate_request(records, bound)
+    except InvalidRequestError as error:  # the first failing check, at its first record
+        words, bad = next((words, bad) for words, bad in checks if bad.any())
+        assert str(error).startswith(f"field 'trip_distance' {words}"), error
+        assert str(error).endswith(f" in record {int(np.flatnonzero(bad)[0])}"), error
+        return
+    assert not any(bad.any() for _, bad in checks) and values["trip_distance"].tolist() == distances.tolist()
 
 
 @given(request=REQUESTS.map(json_round_trip))

@@ -33,10 +33,11 @@ GOOD_RECORDS = st.fixed_dictionaries(
     {"PULocationID": ZONES, "DOLocationID": ZONES, "trip_distance": DISTANCES}, optional={"note": JSON_SCALARS}
 )
 REQUESTS = st.one_of(
+    st.lists(GOOD_RECORDS, min_size=1, max_size=5),
+    st.lists(st.one_of(GOOD_RECORDS, RECORDS), min_size=1, max_size=5),
     JSON_VALUES,
     RECORDS,
     st.lists(RECORDS, max_size=5),
-    st.lists(st.one_of(GOOD_RECORDS, GOOD_RECORDS, RECORDS), min_size=1, max_size=5),
     st.lists(st.one_of(RECORDS, JSON_VALUES), max_size=4),
     st.dictionaries(st.sampled_from(["PULocationID", "DOLocationID", "trip_distance", "x"]), st.lists(FIELD_VALUES, max_size=4)),
 )

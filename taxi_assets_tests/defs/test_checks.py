@@ -106,3 +106,15 @@ def test_months_of_one_check_combine_into_one_result():
     passed = combine({"2024-01": [result("rows", True)], "2024-02": [result("rows", True)]})["rows"]
     assert passed.passed and passed.description is None
     assert plain(passed.metadata)["failed_months"] == "none" and plain(passed.metadata)["months"] == "2024-01, 2024-02"
+
+
+def test_a_check_of_one_month_before_a_check_of_several_and_the_first_months_severity():
+    warn = dg.AssetCheckResult(check_name="rows", asset_key=KEY, passed=False, severity=dg.AssetCheckSeverity.WARN)
+    combined = combine({
+        "2024-01": [result("zones", True), warn],
+        "2024-02": [result("rows", False)],
+        "2024-03": [result("rows", False)],
+    })  # fmt: skip
+    assert list(combined) == ["zones", "rows"]
+    assert combined["rows"].severity == dg.AssetCheckSeverity.WARN  # the first month's
+    assert plain(combined["rows"].metadata)["failed_months"] == "2024-01, 2024-02, 2024-03"

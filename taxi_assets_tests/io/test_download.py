@@ -6,7 +6,9 @@ real months and slow servers are in ``test_download.py``)."""
 from __future__ import annotations
 
 import errno
+import gzip
 import io
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -45,12 +47,18 @@ PARQUET = tiny_parquet()
 
 
 class Server:
-    """``routes[path] = (status, body)``; HEAD answers ``head[path]`` when set."""
+    """``routes[path] = (status, body)``; HEAD answers ``head[path]`` when set. Options per path:
+    ``gzip`` (the body compressed, whatever was asked), ``location`` (a redirect's target),
+    ``hang`` (GET waits until teardown), ``short`` (announce more bytes than sent, then close)."""
 
     def __init__(self):
         self.routes: dict[str, tuple[int, bytes]] = {}
         self.head: dict[str, int] = {}
+        self.options: dict[str, set[str]] = {}
+        self.location: dict[str, str] = {}
         self.seen: list[tuple[str, str, str | None]] = []
+        self.encodings: list[str | None] = []
+        self.release = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,11 +67,21 @@ class Server:
 
             def _answer(self, head: bool):
                 server.seen.append((self.command, self.path, self.headers.get("Range")))
+                server.encodings.append(self.headers.get("Accept-Encoding"))
+                options = server.options.get(self.path, set())
+                if "hang" in options and not head:
+                    server.release.wait(30)
+                    return
                 status, body = server.routes.get(self.path, (404, b"missing"))
                 if head and self.path in server.head:
                     status, body = server.head[self.path], b""
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
+                if self.path in server.location:
+                    self.send_header("Location", server.location[self.path])
+                if "gzip" in options:
+                    body = gzip.compress(body)
+                    self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body) + (1000 if "short" in options else 0)))
                 self.end_headers()
                 if not head:
                     self.wfile.write(body)
@@ -85,6 +103,7 @@ def server():
     s = Server()
     s.thread.start()
     yield s
+    s.release.set()
     s.httpd.shutdown()
     s.httpd.server_close()
 
@@ -101,7 +120,54 @@ def test_200_with_parquet_is_the_file(server, tmp_path):
     assert got.path == tmp_path / FILE and got.path.read_bytes() == PARQUET and got.num_bytes == len(PARQUET)
     assert got.source == f"{server.base}/{FILE}" and logged[0] == f"GET {server.base}/{FILE}"
     assert logged[1].startswith(f"downloaded {FILE}: {len(PARQUET):,} bytes in ")
-    assert server.seen == [("GET", f"/{FILE}", None)]
+    assert server.seen == [("GET", f"/{FILE}", None)] and server.encodings == ["identity"]  # the bytes as stored
+
+
+def test_a_compressed_answer_is_decoded_before_it_is_judged(server, tmp_path):
+    server.options[f"/{FILE}"] = {"gzip"}  # a server that compresses anyway
+    assert fetch(server, tmp_path, 200, PARQUET).path.read_bytes() == PARQUET
+
+
+def test_a_body_cut_short_is_transient_and_says_how_far_it_got(server, tmp_path):
+    server.options[f"/{FILE}"] = {"short"}
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, tmp_path, 200, PARQUET)
+    assert type(caught.value) is DownloadError and list(tmp_path.iterdir()) == []
+    size = len(PARQUET)
+    assert str(caught.value) == (
+        f"could not download {FILE} from {server.base}/{FILE}: connection broken after {size:,} of {size + 1000:,} bytes (ProtocolError)"
+    )
+
+
+@pytest.fixture
+def silent():
+    """A port that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_server_that_never_answers_is_a_timeout(silent, tmp_path):
+    url = f"http://127.0.0.1:{silent}"
+    with pytest.raises(DownloadTimeoutError) as caught:
+        fetch_month(url, "green", "2024-01", tmp_path, timeout=0.3)
+    assert str(caught.value) == f"could not download {FILE} from {url}/{FILE}: timed out: no response within 0.3 s"
+    with pytest.raises(DownloadTimeoutError) as caught:
+        month_available(url, "green", "2024-01", timeout=0.3)
+    assert str(caught.value) == f"could not probe {FILE} at {url}/{FILE}: timed out: no response within 0.3 s"
+
+
+def test_a_failed_write_is_permanent_and_names_file_and_folder(server, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    server.routes[f"/{FILE}"] = (200, PARQUET)
+    monkeypatch.setattr(download.tempfile, "NamedTemporaryFile", full)
+    with pytest.raises(StorageFullError) as caught:
+        fetch_month(server.base, "green", "2024-01", tmp_path, timeout=5)
+    assert str(caught.value).startswith(f"cannot write {FILE} into {tmp_path}: No space left on device (ENOSPC)")
 
 
 @pytest.mark.parametrize("status", [403, 404])
@@ -179,6 +245,30 @@ def test_month_available_asks_for_four_bytes_when_head_is_not_allowed(server):
     assert str(caught.value).endswith(": unexpected HTTP 503 to GET")
 
 
+def test_month_available_follows_redirects(server):
+    server.head[f"/{FILE}"] = 302
+    server.location[f"/{FILE}"] = "/elsewhere"
+    server.routes["/elsewhere"] = (200, b"")
+    assert month_available(server.base, "green", "2024-01") is True
+    assert ("HEAD", "/elsewhere", None) in server.seen
+
+
+def test_month_available_times_out_on_a_ranged_get_that_hangs(server):
+    path = f"/{FILE}"
+    server.head[path] = 405
+    server.options[path] = {"hang"}
+    with pytest.raises(DownloadTimeoutError) as caught:
+        month_available(server.base, "green", "2024-01", timeout=0.3)
+    assert str(caught.value) == f"could not probe {FILE} at {server.base}{path}: timed out: no response within 0.3 s"
+
+
+def test_month_available_in_a_local_folder(tmp_path):
+    assert month_available(str(tmp_path), "green", "2024-01") is False
+    (tmp_path / FILE).write_bytes(PARQUET)
+    assert month_available(str(tmp_path), "green", "2024-01") is True
+    assert month_available(tmp_path.as_uri(), "green", "2024-02") is False
+
+
 def test_month_available_on_a_refused_connection_is_transient():
     port = closed_port()
     with pytest.raises(DownloadError) as caught:
@@ -209,7 +299,7 @@ class Raw:
         self.steps = list(steps)
 
     def read1(self, size, decode_content=True):
-        assert size == 1 << 20 and decode_content
+        assert size == 1 << 20
         step = self.steps.pop(0)
         if isinstance(step, BaseException):
             raise step
@@ -229,7 +319,7 @@ def test_body_errors_stalls_and_breaks_are_transient_and_say_how_far_they_got():
     assert chunks(response([b"ab", b"cd", b""])) == [b"ab", b"cd"]
     read_timeout = urllib3.exceptions.ReadTimeoutError(None, "url", "read timed out")
     with pytest.raises(DownloadTimeoutError) as caught:
-        chunks(response([b"abc", read_timeout]), timeout=7)
+        chunks(response([b"ab", b"c", read_timeout]), timeout=7)
     assert str(caught.value) == "could not download x: timed out: no data for 7 s after 3 of 300,000 bytes"
     with pytest.raises(DownloadError) as caught:
         chunks(response([b"abcd", urllib3.exceptions.ProtocolError("cut")], length=None))
@@ -241,6 +331,35 @@ def test_body_errors_stalls_and_breaks_are_transient_and_say_how_far_they_got():
     with pytest.raises(DownloadError) as caught:
         chunks(response([b"a", OSError("x")], length="12abc", encoding="identity"))
     assert str(caught.value) == "could not download x: connection broken after 1 bytes (OSError)"
+
+
+class Clock:
+    """``time.monotonic`` for the body reader: each call returns the next reading."""
+
+    def __init__(self, *readings):
+        self.readings = list(readings)
+
+    def __call__(self):
+        return self.readings.pop(0)
+
+
+KIB = 1024
+
+
+def test_the_progress_window_counts_every_byte_since_it_opened(monkeypatch):
+    # window opens at 0; 40 KiB at 0.5 s; 40 KiB at 1.0 s: 80 KiB in the 1 s window: enough
+    monkeypatch.setattr(download.time, "monotonic", Clock(0.0, 0.5, 1.0, 1.0, 1.5))
+    assert len(chunks(response([b"x" * 40 * KIB, b"x" * 40 * KIB, b""]), timeout=1)) == 2
+    # exactly one byte short of 64 KiB when the window closes (at exactly the timeout): a stall
+    monkeypatch.setattr(download.time, "monotonic", Clock(0.0, 1.0))
+    with pytest.raises(DownloadTimeoutError) as caught:
+        chunks(response([b"x" * (64 * KIB - 1), b""]), timeout=1)
+    assert str(caught.value) == "could not download x: timed out: under 64 KiB in 1 s after 65,535 of 300,000 bytes"
+    # the second window starts empty again
+    monkeypatch.setattr(download.time, "monotonic", Clock(0.0, 1.0, 1.0, 2.0))
+    with pytest.raises(DownloadTimeoutError) as caught:
+        chunks(response([b"x" * 64 * KIB, b"x" * (64 * KIB - 1), b""]), timeout=1)
+    assert str(caught.value).endswith(f"after {128 * KIB - 1:,} of 300,000 bytes")
 
 
 def test_a_trickling_body_is_a_timeout_and_a_steady_one_is_not():
@@ -263,6 +382,12 @@ def test_destination_errors_are_permanent_and_a_full_disk_says_so(tmp_path, code
     assert type(error) is kind and not isinstance(error, DownloadError)
     assert str(error) == (
         f"cannot write {FILE} into {tmp_path}: reason text ({errno.errorcode[code]}); the partial file was removed and nothing was replaced"
+    )
+
+
+def test_a_destination_error_with_an_unknown_errno_names_its_number(tmp_path):
+    assert str(download._destination_error(OSError(9999, "odd"), FILE, tmp_path)).startswith(
+        f"cannot write {FILE} into {tmp_path}: odd (9999); "
     )
 
 

@@ -5,6 +5,8 @@ four hand-made rides, so every RMSE is known exactly."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,6 +85,7 @@ def test_no_model_trained_on_the_decided_month_or_later_is_seen():
     ok = model("xgboost", 1.0, ["2023-12", "2024-01"])
     check_trained_before("2024-02", ok, "challenger")
     check_trained_before("2024-02", TrainedModel(predictor=None, estimator="x", month="2024-02"), "challenger")
+    check_trained_before("2024-02", SimpleNamespace(name="older model without the attribute"), "previous champion")
     with pytest.raises(ValueError) as caught:
         check_trained_before("2024-02", model("lasso", 1.0, ["2024-01", "2024-02", "2024-03"]), "previous champion")
     assert str(caught.value) == "champion decision for 2024-02: the previous champion lasso was trained on 2024-02, 2024-03"

@@ -83,6 +83,9 @@ def test_durations_are_exact_minutes_and_missing_times_are_nan():
     got = duration_minutes(pickup, dropoff)
     assert got[0] == 1.5 + 6 / 60_000_000 and np.isnan(got[1]) and np.isnan(got[2])
     assert duration_minutes(pickup[:1], pickup[:1]).tolist() == [0.0]  # nothing missing: left as computed
+    # exact to the microsecond even where microseconds since 1970 no longer fit a float64 (after 2255)
+    late = pd.Series([pd.Timestamp("2260-01-01 00:00:00.000001")])
+    assert duration_minutes(late, late + pd.Timedelta(microseconds=90_000_001)).tolist() == [1.5 + 1 / 60_000_000]
 
 
 # --- each reason once, in its order ----------------------------------------------------------------
@@ -167,6 +170,7 @@ def test_bad_zone_ids_are_dropped_whatever_the_dtype(dtype):
         (np.array([266.0]), np.array([1]), "PULocationID 266 is not a TLC zone id (1..265)"),
         (np.array([np.inf]), np.array([1]), "PULocationID inf is not a TLC zone id (1..265)"),
         (np.array([5, 6]), np.array([5.0, np.nan]), "DOLocationID nan is not a TLC zone id (1..265)"),
+        (np.array([2**63 - 1]), np.array([1]), "PULocationID 9223372036854775807 is not a TLC zone id (1..265)"),
     ],
 )  # fmt: skip
 def test_pu_do_refuses_a_value_that_is_not_a_zone_naming_it(pickup, dropoff, message):
@@ -203,6 +207,16 @@ def test_voided_reversals_match_a_ride_on_every_key_column():
     assert not voided_reversals(rides([5.0, 5.0])).any()
 
 
+def test_only_negative_money_is_a_reversal():
+    same = [T0] * 6
+    raw = rides([5.0] * 6, fare=[10.0, 0.0, 0.5, 10.0, 10.0, -0.01], total=[12.0, 0.0, 12.0, 0.0, 0.5, 12.0], pickup=same)
+    # a free ride (0), fare 0.5 or total 0.5 on the key of a paid ride are rides; -0.01 voids it
+    assert voided_reversals(raw).tolist() == [False] * 5 + [True]
+    nullable = raw.iloc[:2].astype({"fare_amount": "Float64", "total_amount": "Float64"})
+    nullable.loc[1, ["fare_amount", "total_amount"]] = pd.NA  # unknown money is not negative
+    assert voided_reversals(nullable).tolist() == [False, False]
+
+
 def test_a_voided_pair_dropped_for_another_reason_is_not_counted_twice():
     raw = rides([5.0, 5.0, 0.5, 0.5], fare=[10.0, -10.0, 10.0, -10.0], pickup=[T0, T0, T0 + pd.Timedelta(hours=1)] * 1 + [T0 + pd.Timedelta(hours=1)])  # fmt: skip
     _, report = clean_trips(raw, drop_voided=True)
@@ -223,6 +237,14 @@ def test_impossible_distances_edges_and_exclusive_reasons():
     assert got["implied_speed_over_100_mph"].tolist() == [False, False, False, False, True, False, False, False]
     negative_and_fast = impossible_distances(np.array([-500.0]), np.array([-1.0]))
     assert [m.tolist() for m in negative_and_fast.values()] == [[True], [False], [False]]
+
+
+def test_impossible_distances_take_any_numbers_quietly():
+    with np.errstate(divide="raise", invalid="raise", over="raise"):  # a zero duration, 0/0 and an overflowing speed are judged, not raised
+        got = impossible_distances([1.0, 0.0, 50.0, 5], np.array([0.0, 0.0, 1e-307, 1]))
+    assert got["implied_speed_over_100_mph"].tolist() == [False, False, True, True]
+    loose = impossible_distances(np.array([5.0, None, -2], dtype=object), np.array([1.0, None, 30], dtype=object))
+    assert [m.tolist() for m in loose.values()] == [[False, False, True], [False, False, False], [True, False, False]]
 
 
 def test_flagged_rides_are_counted_among_kept_rides_only():
@@ -249,6 +271,9 @@ def test_cleaned_frame_keeps_order_dtypes_and_a_fresh_index():
     assert cleaned["pickup_datetime"].dtype == "datetime64[us]"
     assert cleaned["DOLocationID"].tolist() == [1, 264] and cleaned["DOLocationID"].dtype == np.int32
     assert cleaned["trip_distance"].tolist() == [2.5, 0.7] and cleaned["duration"].tolist() == [9.0, 3.0]
+    assert cleaned["trip_distance"].dtype == np.float64 and cleaned["duration"].dtype == np.float64
+    as_objects, _ = clean_trips(raw.astype({"trip_distance": object}))
+    assert as_objects["trip_distance"].dtype == np.float64
     assert cleaned["PU_DO"].astype(str).tolist() == ["5_1", "265_264"]
 
 

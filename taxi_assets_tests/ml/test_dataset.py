@@ -43,6 +43,8 @@ def test_too_small_or_too_large_a_week_falls_back_to_the_newest_fifth():
     assert selection_mask(large).tolist() == [True, True] + [False] * 8
     same_time = np.full(10, NEWEST)  # everything in the last week: the last fifth in row order
     assert selection_mask(same_time).tolist() == [False] * 8 + [True, True]
+    many = selection_mask(np.full(100, NEWEST))  # ties stay in row order however many (a stable sort)
+    assert many.dtype == bool and many.tolist() == [False] * 80 + [True] * 20
 
 
 def test_two_rides_give_one_and_fewer_is_an_error():

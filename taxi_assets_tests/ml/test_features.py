@@ -54,6 +54,13 @@ def test_distances_from_zero_to_the_bound_pass_and_the_first_bad_one_is_named():
         "over 100 mph), got 7.5 in record 2"
     )
     assert validate_request([dict(GOOD, trip_distance=1e6)])["trip_distance"].tolist() == [1e6]  # no bound given
+    # the first record breaking the rule is named, not the first at its edge
+    assert refusal([dict(GOOD, trip_distance=0), dict(GOOD, trip_distance=0.5), dict(GOOD, trip_distance=-2)]) == (
+        "field 'trip_distance' must not be negative, got -2.0 in record 2"
+    )
+    assert refusal([dict(GOOD, trip_distance=100), dict(GOOD, trip_distance=101)], max_distance_miles=100).endswith(
+        "got 101 in record 1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,6 +108,10 @@ def test_columns_of_unequal_length_are_one_error():
     assert message.startswith("the request's fields have different numbers of values (") and "\n" not in message
 
 
+class Xylophone:
+    pass
+
+
 @pytest.mark.parametrize(
     "records, got",
     [
@@ -110,6 +121,7 @@ def test_columns_of_unequal_length_are_one_error():
         (np.array(5), "a number"), (np.array({"a": 1}, dtype=object), "an object"), (np.zeros((2, 3)), "an array of shape 2x3"),
         ([np.array([1])], "a list of lists"), ({1, 2}, "a list"), (object(), "an object"), ([pd.Timestamp(0)], "a list of Timestamp"),
         ([np.bool_(True)], "a list of booleans"), ([{1}], "a list of lists"), ([(1,)], "a list of lists"),
+        (Xylophone(), "a Xylophone"),
     ],
 )  # fmt: skip
 def test_other_shapes_say_what_arrived(records, got):
@@ -119,6 +131,9 @@ def test_other_shapes_say_what_arrived(records, got):
 def test_nested_values_and_booleans_are_refused_naming_field_and_record():
     assert refusal([GOOD, dict(GOOD, note=np.array([1, 2]))]) == (
         "field 'note' holds a nested list in record 1: each field of a ride is one plain value"
+    )
+    assert refusal([dict(GOOD, flag=True, note={"a": 1})]) == (  # a boolean extra field does not end the check
+        "field 'note' holds a nested object in record 0: each field of a ride is one plain value"
     )
     assert refusal([GOOD, dict(GOOD, note=np.array({"a": 1}))]) == (
         "field 'note' holds a nested object in record 1: each field of a ride is one plain value"
@@ -151,6 +166,7 @@ def test_numbers_of_every_dtype_are_read_as_numbers():
 
 def test_show_keeps_values_short_and_never_nested():
     assert features._show("y" * 40) == repr("y" * 40)[:39] + "…"
+    assert features._show("y" * 39) == repr("y" * 39)[:39] + "…"  # 41 characters with the quotes: cut
     assert features._show("y" * 38) == repr("y" * 38)  # 40 characters with the quotes: whole
     assert features._show(np.array(3.5)) == "3.5" and features._show(np.bool_(False)) == "False"
     assert features._show({"a": 1}) == "a nested object" and features._show(pd.Series([1])) == "a nested list"
@@ -223,3 +239,13 @@ def test_the_strategy_reaches_scored_requests_of_several_records(small_predictor
 
     unshrunk = settings(phases=[Phase.generate], max_examples=300, derandomize=True, database=None, deadline=None)
     assert len(request_frame(find(REQUESTS.map(json_round_trip), scored, settings=unshrunk))) >= 2
+
+
+@given(records=st.lists(GOOD_RECORDS, min_size=1, max_size=6).map(json_round_trip))
+def test_the_predictor_scores_good_zones_at_any_distance_or_names_the_distance(records, small_predictor):
+    try:
+        minutes = small_predictor.predict(records, max_distance_miles=100.0)
+    except InvalidRequestError as error:
+        assert str(error).startswith("field 'trip_distance' must "), error
+        return
+    assert minutes.shape == (len(records),) and np.isfinite(minutes).all()

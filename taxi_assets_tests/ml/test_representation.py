@@ -36,6 +36,7 @@ def test_every_step_fits_its_clip_on_the_training_rides_only(small_training_set)
     assert fit_representation("categorical", ts).categorical and not fit_representation("ordinal", ts).categorical
     assert fit_representation("ordinal", ts, extended=True).extended
     assert fit_representation("onehot", dataclasses.replace(ts, info={"extended_features": True})).extended
+    assert not fit_representation("onehot", dataclasses.replace(ts, info={})).extended  # older sets: not extended
     older = dataclasses.replace(ts, train_rides=None)  # a set stored before the rides: its distance column
     column = ts.X_train[:, ts.vectorizer.vocabulary_["trip_distance"]].toarray().ravel()
     assert fit_representation("onehot", older).clip == pytest.approx(np.quantile(column, 0.999))
@@ -113,17 +114,47 @@ def test_compact_steps_clip_the_fourth_column_only(categorical):
     assert step.transform(sp.csr_matrix(raw)) is not None and step.transform(sp.csr_matrix(raw)).nnz == 8
     at_clip = np.array([[1, 2, 3, step.clip]], dtype=np.float32)
     assert step.transform(at_clip) is at_clip
+    doubles = step.transform(np.array([[1, 2, 3, 9.0]], dtype=np.float64))
+    assert doubles.dtype == np.float32 and doubles[0, 3] == pytest.approx(step.clip)
 
 
 def test_compact_codes_and_the_pickup_requirement():
-    categorical = compact(True).encode([10, 11, 99], [20, 22, 20], [1.0, 1.0, 1.0])
+    categorical = compact(True).encode([10, 11, 99], [20, 21, 22], [1.0, 1.0, 1.0])
     assert categorical[:, 0].tolist()[:2] == [0.0, 1.0] and np.isnan(categorical[2, 0])
-    assert categorical[:, 1].tolist() == [0.0, 2.0, 0.0]
+    assert categorical[:, 1].tolist() == [0.0, 1.0, 2.0]
+    assert categorical[:2, 2].tolist() == [0.0, 2.0] and np.isnan(categorical[2, 2])  # pairs 10_20, 10_22, 11_21; 99_22 unseen
     ordinal = compact(False).encode([10, 10, 11], [20, 21, 21], [1.0, 1.0, 1.0])
     assert ordinal[:, 0].tolist() == [10, 10, 11] and ordinal[:, 2].tolist() == [0.0, 0.5, 2.0]  # (10, 21) unseen: half-way
+    assert ordinal[:, 1].tolist() == [20, 21, 21]
     extended = CompactFeatures.fit([10], [20], [1.0], categorical=True, extended=True)
     with pytest.raises(ValueError) as caught:
         extended.encode([10], [20], [1.0])
     assert str(caught.value) == "this feature step uses pickup times: pass them"
     X = extended.encode([10], [20], [1.0], pickups=np.array([pd.Timestamp("2024-01-03 17:30")], dtype="datetime64[us]"))
     assert X[0, 4:].tolist() == [17.0, 2.0]
+
+
+def hand_vectorizer(names):
+    from sklearn.feature_extraction import DictVectorizer
+
+    return DictVectorizer().fit([dict.fromkeys(names, 1.0)])
+
+
+def test_onehot_finds_the_distance_column_wherever_it_is():
+    first = hand_vectorizer(["trip_distance", "z"])  # column 0
+    X = sp.csr_matrix(np.array([[9.0, 1.0], [2.0, 0.0]]))
+    assert OneHotFeatures(first, clip=5.0).transform(X).toarray().tolist() == [[5.0, 1.0], [2.0, 0.0]]
+    middle = hand_vectorizer(["a", "trip_distance", "z"])  # the last column empty in these rows
+    X = sp.csr_matrix(np.array([[1.0, 9.0, 0.0], [0.0, 0.25, 0.0]]))
+    out = OneHotFeatures(middle, clip=0.5).transform(X)
+    assert out.shape == (2, 3) and out.toarray().tolist() == [[1.0, 0.5, 0.0], [0.0, 0.25, 0.0]]  # flags of 1.0 stay 1.0
+    assert OneHotFeatures(hand_vectorizer(["a", "z"]), clip=0.5).transform(X[:, :2]) is not None  # no distance column
+    dense = np.array([[1, 7, 0]])
+    assert OneHotFeatures(middle, clip=5.5).transform(dense).tolist() == [[1.0, 5.5, 0.0]]  # clipped in floats
+
+
+def test_onehot_at_the_clip_is_left_as_it_is(small_training_set):
+    ts = small_training_set
+    column = ts.vectorizer.vocabulary_["trip_distance"]
+    top = float(ts.X_train[:, column].max())
+    assert onehot(ts, top).transform(ts.X_train) is ts.X_train

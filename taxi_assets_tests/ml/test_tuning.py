@@ -56,7 +56,8 @@ def spec(recorder: Recorder, **changes) -> EstimatorSpec:
 
     base = EstimatorSpec(
         name="recorded", description="records its inputs",
-        spaces={"quick": lambda random_state: {"offset": hp.choice("offset", OFFSETS)}},
+        spaces={"quick": lambda random_state: {"offset": hp.choice("offset", OFFSETS)},
+                "course": lambda random_state: {"offset": hp.choice("offset", [7.0, 8.0]), "depth": hp.choice("depth", [1, 2])}},
         fit=recorder.fit, max_evaluations=8,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)
@@ -99,7 +100,13 @@ def test_trials_fit_without_the_last_week_are_compared_on_it_and_the_best_is_ref
     value = ts.y_train.mean() + best.params["offset"]
     assert result.metrics == pytest.approx(regression_metrics(ts.y_val, np.full(len(ts.y_val), value)))
     assert result.baseline_rmse == baseline_rmse(ts.y_train, ts.y_val)
-    assert result.estimator == "recorded" and result.fit_options == {} and result.train_seconds > 0
+    assert result.estimator == "recorded" and result.fit_options == {} and 0 < result.train_seconds < 600
+    assert all(0 <= t.seconds <= result.train_seconds for t in result.trials)
+    refit_seconds = result.training["refit_seconds"]
+    assert type(refit_seconds) is float and 0 <= refit_seconds <= result.train_seconds
+    # the kept model travels in a predictor named after the estimator
+    assert result.predictor.name == "recorded" and result.predictor.estimator is not None
+    assert result.predictor.predict([{"PULocationID": 10, "DOLocationID": 11, "trip_distance": 1.0}]).tolist() == [pytest.approx(value)]
     assert result.beats_baseline == (result.metrics["rmse"] < result.baseline_rmse)
 
 
@@ -128,6 +135,7 @@ def test_boosters_early_stop_on_the_last_week_and_refit_with_their_options(small
         assert fit["X_es"].shape[0] == int(chosen.sum()) and fit["n_jobs"] == 3 and fit["options"] == {"rounds": 9}
     refit = recorder.refits[0]
     np.testing.assert_array_equal(refit["y"], ts.y_train)
+    assert refit["X"].shape == ts.X_train.shape
     assert refit["params"] == result.best_params and refit["options"] == {"rounds": 9} and refit["n_jobs"] == 3
     best_fit = [f for f in recorder.fits if f["params"] == result.best_params][0]
     assert refit["model"].value == pytest.approx(best_fit["y"].mean() + result.best_params["offset"])
@@ -145,13 +153,28 @@ def test_poisoned_validation_durations_move_the_score_and_nothing_else(small_tra
 
 
 def test_search_caps_take_a_seeded_sample_and_name_it(small_training_set, monkeypatch):
+    from taxi_assets.ml.estimators import training_rows
+
     ts, recorder = small_training_set, Recorder()
     monkeypatch.setattr(tuning, "MAX_SELECTION_ROWS", 20)
     capped = spec(recorder, refit=recorder.refit, max_search_rows=300, max_train_rows=500)
-    facts = tune(capped, ts, max_evaluations=2, random_state=4).training
+    result = tune(capped, ts, max_evaluations=2, random_state=4)
+    facts = result.training
     assert (facts["window_rides"], facts["train_rides"], facts["search_rides"], facts["selection_scored_rides"]) == (600, 500, 300, 20)
-    assert facts["fitted_rides"] + facts["selection_rides"] == 300
-    assert len(recorder.fits[0]["y"]) == facts["fitted_rides"] and len(recorder.refits[0]["y"]) == 500
+    # the same seeded draws, by hand: the window's rides, the trials' rides, the rides compared on
+    rows = training_rows(600, 500, 4)
+    y_all, pickups = ts.y_train[rows], ts.train_rides["pickup_datetime"].to_numpy()[rows]
+    search = training_rows(500, 300, 4)
+    chosen = selection_mask(pickups[search])
+    y_fit, y_slice = y_all[search][~chosen], y_all[search][chosen]
+    compared = y_slice[training_rows(len(y_slice), 20, 4)]
+    np.testing.assert_array_equal(recorder.fits[0]["y"], y_fit)
+    assert recorder.fits[0]["X"].shape[0] == len(y_fit) and recorder.fits[0]["y_es"] is None
+    np.testing.assert_array_equal(recorder.refits[0]["y"], y_all)
+    assert recorder.refits[0]["X"].shape[0] == 500
+    first = result.trials[0]
+    assert first.loss == pytest.approx(regression_metrics(compared, np.full(20, y_fit.mean() + first.params["offset"]))["rmse"])
+    assert (facts["fitted_rides"], facts["selection_rides"]) == (len(y_fit), len(y_slice))
 
 
 def test_threads_go_to_parallel_estimators_only(small_training_set, monkeypatch):
@@ -183,8 +206,28 @@ def test_no_evaluations_or_no_finite_trial_is_one_error(small_training_set):
     assert Closing.closed == 1
 
 
-def test_categorical_representations_tell_fit_their_columns(small_training_set):
+def test_categorical_representations_tell_fit_and_refit_their_columns(small_training_set):
+    columns = {"feature_names": ["PU", "DO", "PU_DO", "trip_distance"], "categorical_features": [0, 1, 2]}
     recorder = Recorder()
     tune(spec(recorder, representation="categorical"), small_training_set, max_evaluations=1, random_state=0)
-    assert recorder.fits[0]["options"] == {"feature_names": ["PU", "DO", "PU_DO", "trip_distance"], "categorical_features": [0, 1, 2]}
+    assert [f["options"] for f in recorder.fits] == [columns, columns]  # the trial, then the refit
     assert recorder.fits[0]["X"].shape[1] == 4
+    recorder = Recorder()
+    tune(spec(recorder, representation="categorical", refit=recorder.refit), small_training_set, max_evaluations=1, random_state=0)
+    assert recorder.refits[0]["options"] == columns
+
+
+def test_the_profile_overrides_and_extended_features_reach_the_search(small_training_set):
+    recorder = Recorder()
+    result = tune(spec(recorder), small_training_set, max_evaluations=3, random_state=0, profile="course", depth=2)
+    assert {t.params["offset"] for t in result.trials} <= {7.0, 8.0} and {t.params["depth"] for t in result.trials} == {2}
+    fixed = tune(spec(Recorder()), small_training_set, max_evaluations=3, random_state=0, offset=0.5)
+    assert {t.params["offset"] for t in fixed.trials} == {0.5}
+    extended = tune(spec(Recorder()), small_training_set, max_evaluations=1, random_state=0, extended_features=True)
+    assert extended.training["extended_features"] is True and extended.training["features"] == small_training_set.num_features + 31
+
+
+def test_the_seed_decides_the_search(small_training_set):
+    runs = [[t.params for t in tune(spec(Recorder()), small_training_set, max_evaluations=6, random_state=seed).trials]
+            for seed in (5, 5, 6)]  # fmt: skip
+    assert runs[0] == runs[1] and runs[0] != runs[2]

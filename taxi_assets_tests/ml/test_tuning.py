@@ -56,7 +56,7 @@ def spec(recorder: Recorder, **changes) -> EstimatorSpec:
 
     base = EstimatorSpec(
         name="recorded", description="records its inputs",
-        spaces={"quick": lambda random_state: {"offset": hp.choice("offset", OFFSETS)},
+        spaces={"quick": lambda random_state: {"offset": hp.choice("offset", OFFSETS), "seed": random_state},
                 "course": lambda random_state: {"offset": hp.choice("offset", [7.0, 8.0]), "depth": hp.choice("depth", [1, 2])}},
         fit=recorder.fit, max_evaluations=8,
     )  # fmt: skip
@@ -217,7 +217,7 @@ def test_categorical_representations_tell_fit_and_refit_their_columns(small_trai
     assert recorder.refits[0]["options"] == columns
 
 
-def test_the_profile_overrides_and_extended_features_reach_the_search(small_training_set):
+def test_the_profile_overrides_and_extended_features_reach_the_search(small_training_set, capfd):
     recorder = Recorder()
     result = tune(spec(recorder), small_training_set, max_evaluations=3, random_state=0, profile="course", depth=2)
     assert {t.params["offset"] for t in result.trials} <= {7.0, 8.0} and {t.params["depth"] for t in result.trials} == {2}
@@ -225,9 +225,12 @@ def test_the_profile_overrides_and_extended_features_reach_the_search(small_trai
     assert {t.params["offset"] for t in fixed.trials} == {0.5}
     extended = tune(spec(Recorder()), small_training_set, max_evaluations=1, random_state=0, extended_features=True)
     assert extended.training["extended_features"] is True and extended.training["features"] == small_training_set.num_features + 31
+    printed = capfd.readouterr()
+    assert "trial" not in printed.out + printed.err  # no progress bar in the step's log
 
 
 def test_the_seed_decides_the_search(small_training_set):
     runs = [[t.params for t in tune(spec(Recorder()), small_training_set, max_evaluations=6, random_state=seed).trials]
             for seed in (5, 5, 6)]  # fmt: skip
     assert runs[0] == runs[1] and runs[0] != runs[2]
+    assert {p["seed"] for p in runs[2]} == {6}  # the space is built with the seed (estimators take it as random_state)

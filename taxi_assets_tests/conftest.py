@@ -19,8 +19,23 @@ SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared
 UNSET_FOR_TESTS = ("MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_LOCATION", "TAXI_TYPE", "TAXI_TRAIN_MONTHS", "TAXI_MAX_EVALUATIONS")
 
 
+def _hypothesis_profiles() -> None:
+    """Property-based tests: few examples, drawn the same way every run (``derandomize``), so a
+    failure reproduces and a mutation run judges every mutant on the same inputs;
+    ``HYPOTHESIS_PROFILE=explore`` searches wider and at random."""
+    from hypothesis import HealthCheck, Phase, settings
+
+    settings.register_profile("fast", max_examples=60, deadline=None, derandomize=True, database=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    settings.register_profile("explore", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # `make mutation`: the same examples, no shrinking (a mutant only needs to fail, not be explained).
+    settings.register_profile("mutation", settings.get_profile("fast"), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
 def pytest_configure(config):
     """The session's environment (each xdist worker gets its own temporary root)."""
+    _hypothesis_profiles()
     settings = sys.modules.get("taxi_assets.settings")
     if settings is not None and "SETTINGS" in vars(settings):
         raise pytest.UsageError("taxi_assets settings were read before the test environment was set")
@@ -35,15 +50,23 @@ def pytest_configure(config):
     for name in UNSET_FOR_TESTS:  # tests get the budgets and stores a user gets unless they set one
         os.environ.pop(name, None)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    if not (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
-        raise pytest.UsageError(
-            f"the shared TLC months are missing at {SHARED_DATA}: set TAXI_DATA_SOURCE to the folder "
-            "holding green_tripdata_2023-02..2024-02.parquet"
-        )
+
+
+def months_missing() -> str | None:
+    """Why the real months cannot be read, or None when they are there."""
+    if (SHARED_DATA / "green_tripdata_2024-01.parquet").exists():
+        return None
+    return (
+        f"the shared TLC months are missing at {SHARED_DATA}: set TAXI_DATA_SOURCE to the folder "
+        "holding green_tripdata_2023-02..2024-02.parquet (`make test-fast` runs without them)"
+    )
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    problem = months_missing()
+    if problem:
+        raise pytest.UsageError(problem)
     return SHARED_DATA
 
 
@@ -116,9 +139,76 @@ LONGEST_FILES_FIRST = (
 )
 
 
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
+    """Longest files first (above); and, once ``-m`` and ``-k`` have deselected what they
+    deselect, a selection holding any test that is not fast stops here with one message when
+    the real months are missing: only the fast tests (pure, synthetic data) run without them."""
+    result = yield
+
     def rank(item) -> int:
         name = item.path.name
         return LONGEST_FILES_FIRST.index(name) if name in LONGEST_FILES_FIRST else len(LONGEST_FILES_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
+    problem = months_missing()
+    if problem and not hasattr(config, "workerinput") and any(item.get_closest_marker("fast") is None for item in items):
+        raise pytest.UsageError(problem)
+    return result
+
+
+def pytest_sessionstart(session):
+    """Under pytest-xdist the workers collect, so the controller judges by ``-m`` alone: a run
+    of more than the fast tests needs the real months."""
+    config = session.config
+    distributed = not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("dsession")
+    problem = months_missing()
+    if problem and distributed and config.option.markexpr.strip() != "fast":
+        raise pytest.UsageError(problem)
+
+
+def synthetic_rides(n_train: int = 600, n_val: int = 100, seed: int = 3):
+    """Cleaned-like rides (January trains, February validates), zones 10..14, no real month."""
+    import numpy as np
+    import pandas as pd
+
+    from taxi_assets.ml.cleaning import pu_do
+
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    start = np.where(np.arange(n) < n_train, np.datetime64("2024-01-01", "us"), np.datetime64("2024-02-01", "us"))
+    span = np.where(np.arange(n) < n_train, 31, 29) * 86_400 * 1_000_000
+    pickup = start + (rng.random(n) * span).astype("timedelta64[us]")
+    pu = rng.integers(10, 15, n).astype(np.int32)
+    do = rng.integers(10, 15, n).astype(np.int32)
+    distance = np.round(rng.gamma(2.0, 1.5, n), 2)
+    return pd.DataFrame(
+        {
+            "pickup_datetime": pickup, "PULocationID": pu, "DOLocationID": do, "PU_DO": pu_do(pu, do),
+            "trip_distance": distance, "duration": 3.0 + 2.5 * distance + rng.normal(0, 1, n),
+        }
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def small_training_set():
+    """A training set of synthetic rides (600 train, 100 validation; no real month)."""
+    import pandas as pd
+
+    from taxi_assets.ml import dataset
+
+    return dataset.build_training_set(synthetic_rides(), pd.Timestamp("2024-02-01"), {"months": ["2024-01", "2024-02"]})
+
+
+@pytest.fixture(scope="session")
+def small_predictor(small_training_set):
+    """A linear model on the one-hot representation of :func:`small_training_set`: a real
+    predictor (clip, vectorizer, estimator) that fits in milliseconds."""
+    from sklearn.linear_model import LinearRegression
+
+    from taxi_assets.ml.predictor import TripDurationPredictor
+    from taxi_assets.ml.representation import fit_representation
+
+    step = fit_representation("onehot", small_training_set)
+    model = LinearRegression().fit(step.from_training_set(small_training_set, "train"), small_training_set.y_train)
+    return TripDurationPredictor(step, model, "linear_regression")

@@ -19,6 +19,7 @@ def _version(number: int, month: str | None):
     return SimpleNamespace(version=str(number), tags={"champion_month": month} if month else {})
 
 
+@pytest.mark.fast
 def test_alias_target_is_the_newest_month_then_the_latest_decision():
     versions = [_version(1, "2024-02"), _version(2, "2024-01"), _version(3, "2023-12"), _version(4, None)]
     assert alias_target(versions).version == "1"  # backfilled months registered later never win
@@ -110,6 +111,7 @@ def test_a_newer_decision_landing_while_the_alias_is_set_wins(store, tmp_path, m
     assert serving.month == "2024-02" and current_champion(store, "green").tags["champion_month"] == "2024-02"
 
 
+@pytest.mark.fast
 def test_choose_champion_refuses_models_trained_on_the_month_it_decides():
     import pandas as pd
 

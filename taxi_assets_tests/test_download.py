@@ -228,6 +228,7 @@ def assert_only_good_dec_left(dest: Path) -> None:
 # ----------------------------------------------------------------------------- names
 
 
+@pytest.mark.fast
 def test_month_file_name_and_validation():
     assert month_file_name("green", "2024-01") == JAN
     assert month_file_name("yellow", "2023-12") == "yellow_tripdata_2023-12.parquet"

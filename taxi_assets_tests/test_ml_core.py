@@ -97,6 +97,7 @@ def test_yellow_columns_are_renamed():
         schema.normalize_table(t, "green", "y.parquet")
 
 
+@pytest.mark.fast
 def test_clean_trips_counts_each_drop_reason():
     t0 = pd.Timestamp("2024-01-05 10:00")
     raw = pd.DataFrame(
@@ -166,6 +167,7 @@ def test_training_set_reproduces_the_reference_split(reference_window, tmp_path)
         dataset.build_training_set(reference_window, pd.Timestamp("2024-03-01"))
 
 
+@pytest.mark.fast
 def test_validate_request_checks_every_field():
     got = validate_request([{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}])
     pairs = cleaning.pu_do(got["PULocationID"], got["DOLocationID"])
@@ -182,6 +184,7 @@ def test_validate_request_checks_every_field():
             validate_request(records)
 
 
+@pytest.mark.fast
 def test_requests_come_as_records_one_record_or_columns():
     ride = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
     two = [ride, {"PULocationID": 74.0, "DOLocationID": 75, "trip_distance": 3}]

@@ -67,7 +67,8 @@ def voided_reversals(raw: pd.DataFrame) -> np.ndarray:
     pickup and dropoff times, zones and distance (``RIDE_KEY_COLUMNS``) equal those of a ride
     that is not negative, the ride it voids. Green months 2023-02..2024-02 hold 159-205 such pairs
     (payment type 3, no charge, or 4, dispute, for almost all); kept, the trip is learned twice."""
-    negative = ((raw["fare_amount"] < 0) | (raw["total_amount"] < 0)).to_numpy()
+    # A missing amount is not negative (nullable columns compare to <NA>, not False).
+    negative = ((raw["fare_amount"] < 0) | (raw["total_amount"] < 0)).to_numpy(dtype=bool, na_value=False)
     if not negative.any():
         return negative
     keys = raw[RIDE_KEY_COLUMNS]
@@ -89,7 +90,7 @@ def impossible_distances(distance: np.ndarray, minutes: np.ndarray) -> dict[str,
     hours = np.asarray(minutes, dtype=np.float64) / 60.0
     negative = distance < 0
     far = ~negative & (distance > IMPOSSIBLE_DISTANCE_MILES)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         fast = ~negative & ~far & (hours > 0) & (distance / hours > IMPOSSIBLE_SPEED_MPH)
     return {"negative": negative, "over_100_miles": far, "implied_speed_over_100_mph": fast}
 

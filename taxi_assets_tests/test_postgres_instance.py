@@ -185,7 +185,7 @@ def test_mlflow_runs_are_in_postgres(materialized):
     metrics = model_run.data.metrics
     assert {"rmse", "baseline_rmse"} <= set(metrics), sorted(metrics)
     assert 0 < metrics["rmse"] < metrics["baseline_rmse"]
-    assert trial.data.metrics["rmse"] == pytest.approx(metrics["rmse"], rel=1e-6)
+    assert trial.data.metrics["selection_rmse"] == pytest.approx(metrics["selection_rmse"], rel=1e-6)
     everything = client.search_runs([experiment.experiment_id])
     assert {run.info.status for run in everything} == {"FINISHED"}
 

@@ -155,7 +155,7 @@ def test_a_lock_longer_than_mlflows_own_wait_is_waited_out(store_root):
             lock.stop()
     assert 25 <= waited < DEFAULT_LOCK_TIMEOUT_SECONDS
     client = MlflowClient(tracking_uri=_uri(store_root))
-    assert client.get_run(child).data.metrics["rmse"] == 5.0
+    assert client.get_run(child).data.metrics["selection_rmse"] == 5.0
     assert client.get_run(run.run_id).info.status == "FINISHED"
 
 

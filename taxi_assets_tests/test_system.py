@@ -91,7 +91,7 @@ def settled(tmp_path_factory, shared_data):
             busy = [r for r in runs if not r.is_finished]
             done = all(
                 expected[key] <= instance.get_materialized_partitions(dg.AssetKey(key)) for key in expected
-            ) and instance.get_latest_materialization_event(dg.AssetKey("backtest")) is not None
+            ) and backtest_is_current(instance)
             return {"runs": runs} if done and not busy else None
 
         state = wait_until(quiet, SETTLE_TIMEOUT, interval=5, what="a quiet, complete instance")
@@ -114,6 +114,19 @@ def settled(tmp_path_factory, shared_data):
         }
         print(f"\nsystem test: {json.dumps(figures)}")
         yield {"root": root, "source": source, "instance": instance, "state": state, "log": process.log_tail}
+
+
+def _latest_storage_id(instance, key: str) -> int | None:
+    records = instance.fetch_materializations(dg.AssetKey(key), limit=1).records
+    return records[0].storage_id if records else None
+
+
+def backtest_is_current(instance) -> bool:
+    """The backtest was materialized after the last month of its inputs (it follows every month:
+    until then automation still owes it a run)."""
+    backtest = _latest_storage_id(instance, "backtest")
+    inputs = [_latest_storage_id(instance, key) for key in ("champion_model", "data_drift")]
+    return backtest is not None and all(i is None or i < backtest for i in inputs)
 
 
 def _failure_report(instance, runs) -> str:
@@ -164,10 +177,12 @@ def test_every_month_has_its_own_outputs(settled):
 
 def test_every_month_is_computed_once_in_a_known_number_of_runs(settled):
     """No work is done twice: each month of every asset is materialized exactly once (the champion
-    line waits for the previous month instead of deciding twice), every run materialized
+    line waits for the previous month instead of deciding twice; only drift is documented to
+    run again when the previous champion arrives), every run materialized
     something, and the runs are the three ingestions plus the automation's runs of the months
-    and the backtest, which runs once per quiet point (one or two here, depending on whether
-    the first month's drift lands before training starts)."""
+    and the backtest, which follows every month once none is in progress: one to three runs
+    here, depending on which months land between the same two ticks (a backtest launched beside
+    a month's champion runs again after it)."""
     state, instance = settled["state"], settled["instance"]
     assert "failed" not in state, _failure_report(instance, state["failed"])
     counts = Counter()
@@ -179,7 +194,10 @@ def test_every_month_is_computed_once_in_a_known_number_of_runs(settled):
             if records:
                 counts[f"{key}[{month}]"] = len(records)
     twice = {name: n for name, n in counts.items() if n != 1}
-    assert twice == {}, f"materialized more than once: {twice}"
+    # data_drift[M] reports M's data as soon as M is cleaned, and again with champion_model[M-1]
+    # once that is decided (README, Automation): the first trained month's champion comes minutes
+    # after the second month's rides, so the second month's drift is computed twice, nothing else.
+    assert twice == {f"data_drift[{TRAINED[1]}]": 2}, f"materialized other than once: {twice}"
     backtests = len(instance.fetch_materializations(dg.AssetKey("backtest"), limit=10).records)
     runs = state["runs"]
     by_job = Counter(run.job_name for run in runs)
@@ -187,10 +205,10 @@ def test_every_month_is_computed_once_in_a_known_number_of_runs(settled):
     producing = {record.run_id for key in [*DATA_TIER, *TRAINING_TIER, "backtest"]
                  for record in instance.fetch_materializations(dg.AssetKey(key), limit=100).records}  # fmt: skip
     assert {run.run_id for run in runs} == producing  # every run materialized something
-    # 3 ingestions; cleaning 3 months; per trained month its training set (with drift for the
-    # first, whose previous champion never comes), its models and leaderboard, and its champion
-    # (with predictions, and drift for the second month): 12 runs, plus the backtest.
-    assert 1 <= backtests <= 2 and len(runs) == 12 + backtests, (len(runs), dict(by_job), backtests)
+    # 3 ingestions; cleaning 3 months; per trained month its training set with its drift, its
+    # models and leaderboard, and its champion with predictions (the second month's champion run
+    # also recomputes its drift with the first month's champion): 12 runs, plus the backtest.
+    assert 1 <= backtests <= 3 and len(runs) == 12 + backtests, (len(runs), dict(by_job), backtests)
 
 
 def test_training_sets_match_an_independent_count(settled):

@@ -244,6 +244,67 @@ def test_champion_line_is_decided_month_after_month(instance):
     dg.materialize([fake_board, fake_champion], selection=["champion_model"], partition_key="2024-02",
                    instance=instance, resources=resources)
     assert tick(cursor)[0] == []
+def test_backtest_follows_every_month_even_when_it_ran_beside_one(instance):
+    """The unpartitioned backtest follows every month of champion_model. When a month's champion
+    and the backtest land between the same two ticks (they ran side by side), the backtest is
+    behind that month and is requested again. (Before: Dagster's ``since_last_handled`` let the
+    backtest's own update reset the champion's in that tick, the backtest stayed a month behind,
+    and the system test waited for it in vain.)"""
+
+    class Nothing(dg.IOManager):
+        def handle_output(self, context, obj):
+            pass
+
+        def load_input(self, context):
+            return None
+
+    @dg.asset(name="model_leaderboard", partitions_def=monthly_partitions)
+    def fake_board():
+        return 1
+
+    @dg.asset(name="champion_model", partitions_def=monthly_partitions,
+              ins={"model_leaderboard": dg.AssetIn(),
+                   "previous_champion": dg.AssetIn(key="champion_model", partition_mapping=partitions.previous_month_mapping(),
+                                                   metadata={"optional": True})},
+              automation_condition=conditions.condition_for(dg.AssetKey("champion_model")))
+    def fake_champion(model_leaderboard, previous_champion):
+        return 1
+
+    @dg.asset(name="backtest", deps=[fake_champion], automation_condition=conditions.condition_for(conditions.BACKTEST))
+    def fake_backtest():
+        return 1
+
+    small = dg.Definitions(assets=[fake_board, fake_champion, fake_backtest], resources={"io_manager": Nothing()})
+
+    def tick(cursor):
+        result = dg.evaluate_automation_conditions(defs=small, instance=instance, cursor=cursor)
+        backtest = result.get_num_requested(dg.AssetKey("backtest"))
+        return sorted(result.get_requested_partitions(dg.AssetKey("champion_model"))), backtest, result.cursor
+
+    def decide(month):
+        dg.materialize([fake_board, fake_champion], selection=["champion_model"], partition_key=month,
+                       instance=instance, resources={"io_manager": Nothing()})  # fmt: skip
+
+    def summarize():
+        dg.materialize([fake_board, fake_champion, fake_backtest], selection=["backtest"], instance=instance,
+                       resources={"io_manager": Nothing()})  # fmt: skip
+
+    *_, cursor = tick(None)
+    for month in ("2024-01", "2024-02"):
+        dg.materialize([fake_board], partition_key=month, instance=instance, resources={"io_manager": Nothing()})
+    champions, backtests, cursor = tick(cursor)
+    assert (champions, backtests) == (["2024-01"], 0)
+    decide("2024-01")
+    champions, backtests, cursor = tick(cursor)
+    assert (champions, backtests) == (["2024-02"], 1)  # launched side by side
+    summarize()  # the backtest finishes first,
+    decide("2024-02")  # then the month's champion: both between the same two ticks
+    champions, backtests, cursor = tick(cursor)
+    assert (champions, backtests) == ([], 1)  # the backtest is behind 2024-02: again
+    summarize()
+    assert tick(cursor)[:2] == ([], 0)
+
+
 def test_first_start_with_zero_bootstrap_months_ingests_nothing():
     """TAXI_BOOTSTRAP_MONTHS=0: the newest published month is found (the cursor starts there)
     but nothing is requested (before, the newest month was requested anyway)."""

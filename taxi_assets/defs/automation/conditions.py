@@ -94,11 +94,34 @@ def retrain_condition(
     return condition.with_label("retrain_on_new_upstream_data")
 
 
+class InputNewerThanItself(dg.AutomationCondition):
+    """True when one of the asset's inputs was materialized after the asset itself (or the asset
+    never was): a comparison of stored records, so no update is forgotten, even when the
+    asset's own run and an input's land between two ticks (``since_last_handled`` then lets
+    the asset's update reset the input's and the summary stays a month behind)."""
+
+    @property
+    def name(self) -> str:
+        return "an_input_is_newer"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        instance = context.asset_graph_view.instance
+
+        def latest(key: dg.AssetKey) -> int:
+            records = instance.fetch_materializations(key, limit=1).records
+            return records[0].storage_id if records else -1
+
+        inputs = max((latest(k) for k in context.asset_graph.get(context.key).parent_keys), default=-1)
+        stale = inputs > latest(context.key)
+        empty = context.asset_graph_view.get_empty_subset(key=context.key)
+        return dg.AutomationResult(context, true_subset=context.candidate_subset if stale else empty)
+
+
 def summary_condition() -> dg.AutomationCondition:
-    """An unpartitioned summary of every month (the backtest): after any month of its inputs
-    was updated, once none is in progress."""
+    """An unpartitioned summary of every month (the backtest): whenever a month of its inputs is
+    newer than it, once none is in progress (run beside an input's month, it runs again after)."""
     return (
-        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        InputNewerThanItself()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     ).with_label("update_after_any_month")

@@ -57,7 +57,7 @@ mutation: setup-test
 # ruff, then the layer contracts ([tool.importlinter] in pyproject.toml: the core imports no
 # Dagster and no wiring, defs no CLI, arrows point down).
 lint: setup-test
-	$(BIN)/ruff check taxi_assets taxi_assets_tests benchmarks
+	$(BIN)/ruff check taxi_assets taxi_assets_tests support benchmarks
 	$(BIN)/lint-imports
 
 # Every imported distribution declared, every declared one used ([tool.deptry] in pyproject.toml):

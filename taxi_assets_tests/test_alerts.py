@@ -10,6 +10,7 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
+from support.local import closed_port
 from taxi_assets.defs.automation.alerts import (
     alert_sensors,
     asset_check_failure_alert,
@@ -19,7 +20,7 @@ from taxi_assets.defs.automation.alerts import (
 from taxi_assets.defs.automation.alerts.run_failure import is_own_run, own_job_names
 from taxi_assets.defs.resources.notifier import AlertNotifier, notifier_from_env
 from taxi_assets.settings import SettingsError, read_settings
-from taxi_assets_tests.helpers import WebhookServer, closed_port, serving, smtp_serving
+from taxi_assets_tests.helpers import WebhookServer, serving, smtp_serving
 
 UI = "http://127.0.0.1:3000"
 MONTHS = dg.MonthlyPartitionsDefinition(start_date="2023-01", fmt="%Y-%m")

@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from support.data import data_dir
 from taxi_assets.ml import cleaning, schema
 from taxi_assets.ml.cleaning import clean_trips, impossible_distances, pu_do_codes, valid_zone_ids
-from taxi_assets_tests.helpers import data_dir
 
 BAD_ZONE_IDS = [0, -5, 300, None, 3.5]
 REFERENCE_ROWS = {"2024-01": 54_373, "2024-02": 51_497}

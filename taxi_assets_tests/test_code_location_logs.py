@@ -22,9 +22,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from support.local import free_port
 from taxi_assets.instance import write_instance_yaml
 from taxi_assets_tests.processes import BIN, REPO, WORKSPACE, DagsterProcess, wait_for_webserver, wait_until
-from taxi_assets_tests.scoring_server import free_port
 
 TICKS = 3
 # A daemon replaces the code server it manages every 60 s; the old one stops 20 s after its last

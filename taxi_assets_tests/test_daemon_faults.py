@@ -26,10 +26,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from support.local import free_port
 from taxi_assets.instance import write_instance_yaml
 from taxi_assets_tests.helpers import WebhookServer, serving, smtp_serving
 from taxi_assets_tests.processes import BIN, REPO, daemon, dagster_dev, wait_for_webserver, wait_until
-from taxi_assets_tests.scoring_server import free_port
 
 
 class _TrickleHandler(BaseHTTPRequestHandler):

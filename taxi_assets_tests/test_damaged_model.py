@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from support.champion import EXAMPLE_RECORDS, Champion, build_champion
 from taxi_assets import cli
 from taxi_assets.definitions import load_defs
 from taxi_assets.defs.resources.model_registry import MODEL_REGISTRY_KEY
 from taxi_assets.registry.pyfunc import MODEL_CODE_FILE, PREDICTOR_PATH
 from taxi_assets.registry.serving import ModelLoadError, load_model
-from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, Champion, build_champion
 
 RANDOM = random.Random(20).randbytes(2048)  # starts with bytes that are not UTF-8
 INVALID_YAML = b"flavors:\n  python_function: [unclosed\n  loader_module: : x\n"

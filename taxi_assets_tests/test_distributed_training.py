@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.data import cleaned_month
 from taxi_assets import months
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
 from taxi_assets.ml.dataset import build_training_set, pool_months, selection_mask
 from taxi_assets.ml.distributed import cluster_client, dask_backend, should_distribute, tune_on_cluster_or_here
 from taxi_assets.ml.estimators import ESTIMATORS
 from taxi_assets.ml.tuning import tune
-from taxi_assets_tests.helpers import cleaned_month
 
 MONTH = "2024-02"
 WINDOW = months.previous_months(MONTH, 12) + [MONTH]

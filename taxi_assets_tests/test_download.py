@@ -37,6 +37,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from support.data import data_dir
 from taxi_assets.io.download import (
     TLC_BASE_URL,
     CorruptFileError,
@@ -51,7 +52,6 @@ from taxi_assets.io.download import (
     month_available,
     month_file_name,
 )
-from taxi_assets_tests.helpers import data_dir
 
 DATA_DIR = data_dir()
 JAN = "green_tripdata_2024-01.parquet"

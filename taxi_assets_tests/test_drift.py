@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.data import cleaned_month
 from taxi_assets.ml.drift import (
     PSI_EPSILON,
     drift_report,
     population_stability_index,
     unseen_category_share,
 )
-from taxi_assets_tests.helpers import cleaned_month
 
 
 @pytest.fixture(scope="module")

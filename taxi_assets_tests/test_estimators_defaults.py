@@ -19,7 +19,6 @@ from taxi_assets.ml.estimators import ESTIMATORS
 from taxi_assets.ml.leaderboard import leaderboard_frame, top_features_frame, validation_predictions
 from taxi_assets.ml.metrics import regression_metrics
 from taxi_assets.ml.tuning import tune
-from taxi_assets_tests.model_fixtures import reference, reference_training_set  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -49,7 +48,7 @@ THRESHOLDS = {name: round(rmse + MARGIN, 4) for name, rmse in MEASURED.items()}
 
 
 @pytest.fixture(scope="module")
-def defaults(reference_training_set):  # noqa: F811
+def defaults(reference_training_set):
     return {name: tune(spec, reference_training_set, spec.max_evaluations, SEED) for name, spec in ESTIMATORS.items()}
 
 
@@ -72,7 +71,7 @@ def test_boosters_beat_every_other_model(defaults):
     assert boosters < others
 
 
-def test_early_stopping_never_sees_the_validation_month(defaults, reference_training_set):  # noqa: F811
+def test_early_stopping_never_sees_the_validation_month(defaults, reference_training_set):
     ts = reference_training_set
     boundary = pd.Timestamp(ts.info["boundary"])
     for name in ("xgboost", "lightgbm"):
@@ -94,7 +93,7 @@ def _stopped_rounds(result):
 
 
 @pytest.fixture(scope="module")
-def poisoned(reference_training_set):  # noqa: F811
+def poisoned(reference_training_set):
     """Every model at its defaults again, on the same window with the validation month's
     durations shuffled; the boosters also with them shifted by ten minutes."""
     ts = reference_training_set
@@ -124,7 +123,7 @@ def test_poisoned_validation_month_changes_only_the_reported_rmse(defaults, pois
         assert _stopped_rounds(clean) is not None
 
 
-def test_leaderboard_scores_and_explains_every_representation(defaults, reference_training_set):  # noqa: F811
+def test_leaderboard_scores_and_explains_every_representation(defaults, reference_training_set):
     ts = reference_training_set
     predictions = {name: validation_predictions(result.predictor, ts) for name, result in defaults.items()}
     board = leaderboard_frame({n: r.predictor for n, r in defaults.items()}, predictions, ts)
@@ -176,7 +175,7 @@ def test_lightgbm_is_logged_served_and_pinned_through_mlflow(defaults, tmp_path)
     assert "xgboost" not in text
 
 
-def test_extended_features_take_minutes_off(defaults, reference):  # noqa: F811
+def test_extended_features_take_minutes_off(defaults, reference):
     """With TAXI_EXTENDED_FEATURES the models also see the pickup hour and day of week; the
     request then needs the pickup time. (XGBoost at its defaults: 4.90 -> 4.49; its first
     trial, checked here: 4.98 -> 4.60 before the refit.)"""

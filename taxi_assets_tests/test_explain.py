@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.data import cleaned_month
 from taxi_assets.ml.explain import RESULT_COLUMNS, top_features
-from taxi_assets_tests.helpers import cleaned_month
 
 
 class _Predictor:

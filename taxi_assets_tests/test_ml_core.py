@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.feature_extraction import DictVectorizer
 
+from support.data import cleaned_month
 from taxi_assets.ml import cleaning, dataset, schema, vectorize
 from taxi_assets.ml.features import InvalidRequestError, validate_request
-from taxi_assets_tests.helpers import cleaned_month
 
 
 @pytest.fixture(scope="module")

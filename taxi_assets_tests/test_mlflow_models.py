@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from support.local import closed_port
+from support.scoring_server import ScoringServer
 from taxi_assets.defs.models.assets import build_model_asset, model_assets
 from taxi_assets.defs.partitions import monthly_partitions
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
@@ -33,9 +35,6 @@ from taxi_assets.registry.names import registered_model_name
 from taxi_assets.registry.pyfunc import REQUEST_METADATA, log_predictor
 from taxi_assets.registry.tracking import TrackingStore
 from taxi_assets.settings import SETTINGS
-from taxi_assets_tests.helpers import closed_port
-from taxi_assets_tests.model_fixtures import reference, reference_training_set  # noqa: F401 (fixtures)
-from taxi_assets_tests.scoring_server import ScoringServer
 
 RECORDS = pd.DataFrame(
     {"PULocationID": [74, 75, 166, 1], "DOLocationID": [75, 42, 166, 265], "trip_distance": [1.2, 3.0, 0.0, 12.5]}
@@ -88,7 +87,7 @@ def store(tmp_path, empty_store_db) -> Store:
 
 
 @pytest.fixture(scope="module")
-def predictors(reference_training_set):  # noqa: F811
+def predictors(reference_training_set):
     ts = reference_training_set
     return {
         "linear_regression": tune(ESTIMATORS["linear_regression"], ts, 1, 7).predictor,
@@ -204,7 +203,7 @@ def test_registered_model_is_served_by_mlflow_models_serve(store, predictors, tm
         assert body["message"].endswith("Error: field 'trip_distance' must not be negative, got -1.0 in record 0")
 
 
-def test_model_asset_logs_nested_runs_registers_and_ends_every_run(store, reference_training_set, tmp_path):  # noqa: F811
+def test_model_asset_logs_nested_runs_registers_and_ends_every_run(store, reference_training_set, tmp_path):
     ts = reference_training_set
     linear = next(a for a in model_assets if a.key == dg.AssetKey("linear_regression"))
     io_manager = TaxiIOManager(data_root=str(tmp_path / "outputs"))
@@ -259,7 +258,7 @@ def _broken_fit(params, X_train, y_train, X_val=None, y_val=None, *, n_jobs=1):
     raise ValueError("broken estimator: cannot fit")
 
 
-def test_failed_model_step_ends_its_runs_failed(store, reference_training_set, tmp_path):  # noqa: F811
+def test_failed_model_step_ends_its_runs_failed(store, reference_training_set, tmp_path):
     from hyperopt import hp
 
     broken = EstimatorSpec(
@@ -309,7 +308,7 @@ def test_factory_builds_one_asset_per_registry_entry():
     assert SETTINGS.mlflow_tracking_uri.startswith("sqlite:///")
 
 
-def test_example_records_rebuild_raw_requests_from_training_rows(reference_training_set):  # noqa: F811
+def test_example_records_rebuild_raw_requests_from_training_rows(reference_training_set):
     records = example_records(reference_training_set, rows=3)
     assert len(records) == 3
     for record in records:
@@ -338,7 +337,7 @@ def _step_failures(result) -> list[str]:
     return texts
 
 
-def test_tracking_server_down_fails_fast_naming_the_uri(reference_training_set, tmp_path):  # noqa: F811
+def test_tracking_server_down_fails_fast_naming_the_uri(reference_training_set, tmp_path):
     """Before: 929 s (3 attempts of about 4 minutes, MLflow's own 120 s x 7 retries), nothing
     in the log. Now each attempt fails in seconds, before any training, naming the store, and
     the step is retried as an outage (TAXI_MAX_RETRIES, delays shortened by conftest)."""
@@ -371,7 +370,7 @@ def test_tracking_server_down_fails_fast_naming_the_uri(reference_training_set, 
     assert not [m for m in logs if ": trial " in m]
 
 
-def test_a_hanging_tracking_server_is_a_timeout(reference_training_set, tmp_path, monkeypatch):  # noqa: F811
+def test_a_hanging_tracking_server_is_a_timeout(reference_training_set, tmp_path, monkeypatch):
     """A server that accepts connections and never answers, with the resource's own defaults
     (15 s per request, 2 retries): three timed-out requests and MLflow's backoff, about 50 s
     (MLflow's own defaults would wait 120 s per request, seven times: 15 minutes)."""
@@ -400,7 +399,7 @@ def test_a_hanging_tracking_server_is_a_timeout(reference_training_set, tmp_path
     assert 3 * 15 <= seconds < 3 * 15 + 30, f"took {seconds:.0f}s"  # the defaults, not MLflow's 7 x 120 s
 
 
-def test_no_lock_is_shared_between_deployments(store, tmp_path, reference_training_set):  # noqa: F811
+def test_no_lock_is_shared_between_deployments(store, tmp_path, reference_training_set):
     """Before: a machine-wide lock file in the temp folder made a healthy deployment wait for
     another one's stalled step (4 min 19 s). Now the only lock sits beside a local sqlite
     store: holding another store's lock does not slow this one."""

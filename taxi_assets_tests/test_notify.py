@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from support.local import closed_port
 from taxi_assets.io.notify import (
     Alert,
     NotificationError,
@@ -19,7 +20,7 @@ from taxi_assets.io.notify import (
     send_email,
     slack_payload,
 )
-from taxi_assets_tests.helpers import WebhookServer, closed_port, parse_envelope, serving, smtp_serving
+from taxi_assets_tests.helpers import WebhookServer, parse_envelope, serving, smtp_serving
 
 SECRET_PATH = "/services/T000/B000/very-secret-token"
 

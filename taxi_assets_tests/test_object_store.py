@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.data import cleaned_month
+from support.local import closed_port
 from taxi_assets.defs.resources.io_manager import CorruptOutputError, NotMaterializedError, TaxiIOManager
 from taxi_assets.io import storage
-from taxi_assets_tests.helpers import cleaned_month, closed_port
 from taxi_assets_tests.processes import BIN, DagsterProcess, wait_until
 
 BUCKET = "taxi-data"

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.champion import EXAMPLE_RECORDS
+from support.scoring_server import ScoringClient, ScoringError, ScoringServer, serve_command
 from taxi_assets import cli
 from taxi_assets.registry.serving import parse_models_uri, payload, records_from_json
-from taxi_assets_tests.scoring_server import ScoringClient, ScoringError, ScoringServer, serve_command
-from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion  # noqa: F401 (fixture)
 
 
 def random_rides(n: int, seed: int = 11) -> list[dict]:
@@ -29,7 +29,7 @@ def random_rides(n: int, seed: int = 11) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def server(champion, tmp_path_factory):  # noqa: F811
+def server(champion, tmp_path_factory):
     """The champion served from its alias; only this server's process group is stopped."""
     log = tmp_path_factory.mktemp("scoring-server") / "serve.log"
     with ScoringServer(champion.model_uri, champion.tracking_uri, log, workers=1, ready_timeout=120) as running:
@@ -63,7 +63,7 @@ def test_request_shapes_are_the_server_payload():
         records_from_json([1, 2])
 
 
-def test_server_predicts_like_the_in_process_predictor(champion, server, client):  # noqa: F811
+def test_server_predicts_like_the_in_process_predictor(champion, server, client):
     rides = EXAMPLE_RECORDS + random_rides(300)
     predicted = client.predict(rides)
     expected = champion.predictor.predict(pd.DataFrame(rides))
@@ -80,7 +80,7 @@ def test_server_predicts_like_the_in_process_predictor(champion, server, client)
     assert client.predict([dict(GOOD, PULocationID=236.0, DOLocationID=239.0)]) == pytest.approx([expected[0]], abs=1e-9)
 
 
-def test_zone_ids_and_distances_as_text_are_the_numbers_they_spell(champion, client):  # noqa: F811
+def test_zone_ids_and_distances_as_text_are_the_numbers_they_spell(champion, client):
     """Decided: "236" is zone 236 (the CLI passes its flags as text; JSON from CSV quotes
     numbers), judged like the number; text spelling no number, or a number that is no zone, is
     refused. The same over HTTP, in Python and in the CLI (test_cli_prints_the_champions_minutes)."""
@@ -98,7 +98,7 @@ def test_zone_ids_and_distances_as_text_are_the_numbers_they_spell(champion, cli
     assert response.json()["message"].endswith("Error: field 'DOLocationID' must be a finite number, got 'two hundred' in record 0")
 
 
-def test_server_takes_every_json_layout_of_mlflow(champion, client):  # noqa: F811
+def test_server_takes_every_json_layout_of_mlflow(champion, client):
     rides = EXAMPLE_RECORDS + random_rides(6, seed=5)
     expected = champion.predictor.predict(pd.DataFrame(rides))
     columns = {field: [ride[field] for ride in rides] for field in GOOD}
@@ -344,7 +344,7 @@ def test_server_json_too_deep_for_mlflow_is_its_own_500(client):
     assert len(client.predict([GOOD])) == 1  # the server is unharmed
 
 
-def test_pyfunc_model_rejects_booleans_and_nested_values(champion):  # noqa: F811
+def test_pyfunc_model_rejects_booleans_and_nested_values(champion):
     """``mlflow.pyfunc.load_model(...).predict``, in process: the same errors as the server."""
     import mlflow
 
@@ -376,7 +376,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def champion_env(champion, monkeypatch):  # noqa: F811
+def champion_env(champion, monkeypatch):
     """The champion's store as MLFLOW_TRACKING_URI: in the environment (subprocesses read it)
     and in the CLI's settings (read once per process, before this test set it)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)
@@ -484,7 +484,7 @@ def test_cli_without_a_champion_says_to_run_the_pipeline(champion_env, capsys, m
     assert not absent.parent.exists()
 
 
-def test_installed_command_scores_and_fails_without_traceback(champion_env, tmp_path):  # noqa: F811
+def test_installed_command_scores_and_fails_without_traceback(champion_env, tmp_path):
     """The console script itself (the entry point of pyproject), in a fresh process."""
     command = Path(sys.executable).parent / "taxi-assets"
     env = dict(os.environ, MLFLOW_TRACKING_URI=champion_env.tracking_uri)
@@ -503,7 +503,7 @@ def test_installed_command_scores_and_fails_without_traceback(champion_env, tmp_
     assert done.stderr == "taxi-assets predict: error: field 'trip_distance' must not be negative, got -0.5 in record 0\n"
 
 
-def test_output_into_a_closed_pipe_ends_quietly(champion_env, tmp_path):  # noqa: F811
+def test_output_into_a_closed_pipe_ends_quietly(champion_env, tmp_path):
     """Before: ``taxi-assets predict ... | head`` ended in a ``BrokenPipeError`` traceback."""
     command = Path(sys.executable).parent / "taxi-assets"
     env = dict(os.environ, MLFLOW_TRACKING_URI=champion_env.tracking_uri)

@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.champion import EXAMPLE_RECORDS
+from support.data import data_dir
+from support.local import free_port
 from taxi_assets.definitions import load_defs
 from taxi_assets.defs.resources.model_registry import MODEL_REGISTRY_KEY
 from taxi_assets.defs.serving.predict_job import (
@@ -21,8 +24,6 @@ from taxi_assets.defs.serving.predict_job import (
     read_predictions,
 )
 from taxi_assets_tests.processes import wait_for_run, wait_for_webserver, webserver
-from taxi_assets_tests.scoring_server import free_port
-from taxi_assets_tests.serving_fixtures import EXAMPLE_RECORDS, champion, data_dir  # noqa: F401 (fixture)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The code location the webserver loads: the project's own, as `dagster dev` would.
@@ -45,7 +46,7 @@ def failure_message(result) -> str:
     return failure.step_failure_data.user_failure_data.description
 
 
-def test_predict_job_records_the_champions_predictions(champion, instance):  # noqa: F811
+def test_predict_job_records_the_champions_predictions(champion, instance):
     result = PREDICT.execute_in_process(run_config=run_config(EXAMPLE_RECORDS, champion.tracking_uri), instance=instance)
     assert result.success
     expected = champion.predictor.predict(pd.DataFrame(EXAMPLE_RECORDS))
@@ -66,7 +67,7 @@ def test_predict_job_records_the_champions_predictions(champion, instance):  # n
     assert f"record 3: PU 1 -> DO 265, 12.5 mi: {expected[3]:.2f} min" in logs
 
 
-def test_predict_job_with_an_explicit_model_version(champion):  # noqa: F811
+def test_predict_job_with_an_explicit_model_version(champion):
     config = run_config(EXAMPLE_RECORDS[:1], champion.tracking_uri, model_uri=f"models:/{champion.model_name}/1")
     result = PREDICT.execute_in_process(run_config=config)
     metadata = predict_output_metadata(result.all_events)
@@ -84,7 +85,7 @@ def test_predict_job_with_an_explicit_model_version(champion):  # noqa: F811
         ([dict(EXAMPLE_RECORDS[0], trip_distance=1e308)], "predict: bad request: field 'trip_distance' must be at most 100 miles (the models know rides of at most 60 minutes; farther would be over 100 mph), got 1e+308 in record 0"),
     ],
 )  # fmt: skip
-def test_bad_requests_fail_the_run_with_the_validation_message(champion, records, message):  # noqa: F811
+def test_bad_requests_fail_the_run_with_the_validation_message(champion, records, message):
     result = PREDICT.execute_in_process(run_config=run_config(records, champion.tracking_uri), raise_on_error=False)
     assert not result.success
     assert failure_message(result) == message
@@ -99,13 +100,13 @@ def test_bad_requests_fail_the_run_with_the_validation_message(champion, records
         ({"PULocationID": 236.5, "DOLocationID": 239, "trip_distance": 1.0}, "Invalid scalar at path root:ops:score_rides:config:records[0]:PULocationID. Value \"236.5\""),
     ],
 )  # fmt: skip
-def test_missing_or_non_numeric_fields_are_refused_before_a_run_starts(champion, record, message):  # noqa: F811
+def test_missing_or_non_numeric_fields_are_refused_before_a_run_starts(champion, record, message):
     with pytest.raises(dg.DagsterInvalidConfigError) as caught:
         PREDICT.execute_in_process(run_config=run_config([record], champion.tracking_uri))
     assert message in str(caught.value)
 
 
-def test_no_champion_and_too_many_records_fail_with_actionable_messages(champion, tmp_path):  # noqa: F811
+def test_no_champion_and_too_many_records_fail_with_actionable_messages(champion, tmp_path):
     absent = tmp_path / "no-store" / "mlflow.db"
     result = PREDICT.execute_in_process(run_config=run_config(EXAMPLE_RECORDS, f"sqlite:///{absent}"), raise_on_error=False)
     assert failure_message(result).startswith(f"predict: no MLflow store at {absent} ")
@@ -137,7 +138,7 @@ def test_predict_job_loads_in_the_project_code_location():
 # --- through the GraphQL API of a running webserver ----------------------------------------------
 
 
-def test_predict_job_launched_through_graphql(champion, tmp_path):  # noqa: F811
+def test_predict_job_launched_through_graphql(champion, tmp_path):
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
     home = tmp_path / "dagster_home"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support.data import cleaned_month, data_dir
 from taxi_assets.ml.charts import (
     PNG_SIGNATURE,
     bar_png,
@@ -23,7 +24,6 @@ from taxi_assets.ml.profile import (
     profile_frame,
     profile_markdown,
 )
-from taxi_assets_tests.helpers import cleaned_month, data_dir
 
 EXPECTED_PIXELS = (280, 480)  # 6 x 3.5 in at 80 dpi -> (height, width)
 

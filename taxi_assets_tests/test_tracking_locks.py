@@ -28,7 +28,6 @@ from taxi_assets.defs.resources.tracking import MLFLOW_RESOURCE_KEY, MlflowTrack
 from taxi_assets.ml.tuning import TrialResult
 from taxi_assets.registry.tracking import DEFAULT_LOCK_TIMEOUT_SECONDS, TrackingStore, TrackingStoreUnavailable
 from taxi_assets.settings import SETTINGS
-from taxi_assets_tests.model_fixtures import reference, reference_training_set  # noqa: F401 (fixtures)
 
 EXPERIMENT = "taxi-trip-duration-lock-test"
 ONE_TRIAL = {"ops": {"linear_regression": {"config": {"max_evaluations": 1}}}}
@@ -124,7 +123,7 @@ def test_the_default_bound_is_documented():
     assert TrackingStore("http://127.0.0.1:5000", "e").store_uri == "http://127.0.0.1:5000"
 
 
-def test_a_model_step_waits_out_a_20_second_lock(store_root, reference_training_set):  # noqa: F811
+def test_a_model_step_waits_out_a_20_second_lock(store_root, reference_training_set):
     """The lock is taken before the step starts: every store operation of the step (opening the
     store, the experiment, the run, the trial, the model, the registered version) meets it."""
     lock = Lock(store_root / "mlflow" / "mlflow.db", 20)
@@ -177,7 +176,7 @@ def test_a_lock_past_the_bound_is_a_named_outage(store_root):
     assert 3 <= seconds < 30
 
 
-def test_a_step_meeting_a_lock_past_the_bound_is_retried(store_root, reference_training_set):  # noqa: F811
+def test_a_step_meeting_a_lock_past_the_bound_is_retried(store_root, reference_training_set):
     lock = Lock(store_root / "mlflow" / "mlflow.db", 600)
     try:
         result = _materialize(reference_training_set, store_root, lock_timeout_seconds=3)

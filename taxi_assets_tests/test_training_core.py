@@ -17,7 +17,6 @@ from taxi_assets.ml.features import InvalidRequestError
 from taxi_assets.ml.metrics import baseline_rmse, regression_metrics
 from taxi_assets.ml.predictor import TripDurationPredictor
 from taxi_assets.ml.tuning import TrialResult, tune
-from taxi_assets_tests.model_fixtures import reference, reference_training_set  # noqa: F401 (fixtures)
 
 # LinearSVR with max_iter=300 stops before liblinear's tolerance; the model is still usable.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -41,7 +40,7 @@ REQUEST = [
 
 
 @pytest.fixture(scope="module")
-def tuned(reference_training_set):  # noqa: F811
+def tuned(reference_training_set):
     """Every registry entry tuned once with max_evaluations=2 (shared by several tests)."""
     return {
         name: tune(spec, reference_training_set, 2, 7, **QUICK_OVERRIDES.get(name, {}))
@@ -66,7 +65,7 @@ def test_metrics_reject_mismatched_lengths():
         regression_metrics([1, 2], [1, 2, 3])
 
 
-def test_reference_training_set_shape(reference_training_set):  # noqa: F811
+def test_reference_training_set_shape(reference_training_set):
     ts = reference_training_set
     assert ts.X_train.shape == (54_378, 5_094)
     assert ts.X_val.shape == (51_492, 5_094)
@@ -74,7 +73,7 @@ def test_reference_training_set_shape(reference_training_set):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))
-def test_each_estimator_tunes_and_beats_the_baseline(tuned, reference_training_set, name):  # noqa: F811
+def test_each_estimator_tunes_and_beats_the_baseline(tuned, reference_training_set, name):
     ts = reference_training_set
     result = tuned[name]
     assert result.estimator == name
@@ -116,7 +115,7 @@ def test_hyperopt_params_come_back_as_python_ints_and_choice_values(tuned):
     assert tuned["xgboost"].best_params["seed"] == 7
 
 
-def test_linear_regression_reproduces_the_course_rmse_and_the_clip_improves_it(tuned, reference_training_set):  # noqa: F811
+def test_linear_regression_reproduces_the_course_rmse_and_the_clip_improves_it(tuned, reference_training_set):
     from sklearn.linear_model import LinearRegression
 
     ts = reference_training_set
@@ -129,7 +128,7 @@ def test_linear_regression_reproduces_the_course_rmse_and_the_clip_improves_it(t
     assert result.metrics["rmse"] == pytest.approx(5.7558, abs=0.001)
 
 
-def test_same_seed_same_params_and_rmse(reference_training_set):  # noqa: F811
+def test_same_seed_same_params_and_rmse(reference_training_set):
     spec = ESTIMATORS["extra_trees"]  # randomized splits and threads: only the seed makes it repeatable
     runs = [tune(spec, reference_training_set, 3, 11, n_estimators=10, max_depth=10) for _ in range(2)]
     assert [t.params for t in runs[0].trials] == [t.params for t in runs[1].trials]
@@ -143,7 +142,7 @@ def _stopped_rounds(booster) -> int:
     return int(getattr(booster, "early_stopped_rounds", None) or booster.attr("early_stopped_rounds"))
 
 
-def test_boosters_stop_on_the_training_windows_last_week_then_refit(tuned, reference_training_set):  # noqa: F811
+def test_boosters_stop_on_the_training_windows_last_week_then_refit(tuned, reference_training_set):
     """Early stopping never sees the validation month: the slice is the last week of January,
     and the kept booster is refitted on all of January for the early-stopped rounds scaled by
     the rides added back."""
@@ -221,7 +220,7 @@ def test_overrides_fix_hyperparameters_and_unknown_names_fail():
         get_estimator("ridge")
 
 
-def test_predict_on_records_equals_predict_features_on_x_val(tuned, reference, reference_training_set):  # noqa: F811
+def test_predict_on_records_equals_predict_features_on_x_val(tuned, reference, reference_training_set):
     rides = reference.validation_rides.iloc[:300]
     for name in ESTIMATORS:
         predictor = tuned[name].predictor
@@ -280,12 +279,12 @@ def test_bad_records_raise_invalid_request_error(tuned, records, message):
     assert str(caught.value) == message
 
 
-def test_predict_features_rejects_a_matrix_of_another_width(tuned, reference_training_set):  # noqa: F811
+def test_predict_features_rejects_a_matrix_of_another_width(tuned, reference_training_set):
     with pytest.raises(ValueError, match=r"^lasso: matrix has 5093 features but the model was trained on 5094$"):
         tuned["lasso"].predictor.predict_features(reference_training_set.X_val[:5, :5093])
 
 
-def test_on_trial_reports_every_trial_in_order(reference_training_set):  # noqa: F811
+def test_on_trial_reports_every_trial_in_order(reference_training_set):
     seen: list[TrialResult] = []
     result = tune(ESTIMATORS["lasso"], reference_training_set, 3, 5, on_trial=seen.append, alpha=0.01)
     assert [(t.index, t.total) for t in seen] == [(1, 3), (2, 3), (3, 3)]

@@ -18,6 +18,7 @@ import pytest
 import requests
 import urllib3
 
+from support.local import closed_port
 from taxi_assets.io import download
 from taxi_assets.io.download import (
     CorruptFileError,
@@ -30,7 +31,6 @@ from taxi_assets.io.download import (
     fetch_month,
     month_available,
 )
-from taxi_assets_tests.helpers import closed_port
 
 pytestmark = pytest.mark.fast
 

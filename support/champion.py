@@ -1,16 +1,17 @@
-"""A registered champion for the serving tests: a real model in a real (temporary) MLflow store.
+"""A registered champion for the serving tests and benchmarks: a real model in a real (temporary)
+MLflow store.
 
 :func:`build_champion` trains plain ``LinearRegression`` on a fixed 20,000-ride sample of the
 real green 2024-01 month (cleaned and vectorized exactly as the pipeline does), logs it with
-:func:`~taxi_assets.serving.pyfunc.log_predictor` into a fresh sqlite tracking store with its
+:func:`~taxi_assets.registry.pyfunc.log_predictor` into a fresh sqlite tracking store with its
 own artifact folder, registers it as version 1 of the champion line
 ``taxi-trip-duration-green`` and points the ``champion`` alias at it, as the
 ``champion_model`` asset does. Serving code under test then loads
 ``models:/taxi-trip-duration-green@champion`` from that store, never the project's.
 
-Import the fixture into a test module with
-``from taxi_assets_tests.serving_fixtures import champion  # noqa: F401``. It is session
-scoped: training and logging cost a few seconds and the store is only read afterwards.
+The tests get it as the session fixture ``champion`` (``taxi_assets_tests/conftest.py``):
+training and logging cost a few seconds and the store is only read afterwards.
+``benchmarks/serving_latency.py`` registers its own models with :func:`register_champion`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
+from support.data import cleaned_month
 from taxi_assets.ml import vectorize
 from taxi_assets.ml.features import FEATURE_COLUMNS, TARGET
 from taxi_assets.ml.predictor import TripDurationPredictor
 from taxi_assets.registry.names import CHAMPION_ALIAS, champion_model_name, champion_uri
-from taxi_assets_tests.helpers import cleaned_month, data_dir  # noqa: F401 (data_dir: re-exported for tests)
 
 SAMPLE_MONTH = "2024-01"
 SAMPLE_ROWS = 20_000
@@ -100,7 +100,3 @@ def build_champion(root: Path) -> Champion:
     assert champion.model_uri == champion_uri("green")
     return champion
 
-
-@pytest.fixture(scope="session")
-def champion(tmp_path_factory) -> Champion:
-    return build_champion(tmp_path_factory.mktemp("serving-champion"))

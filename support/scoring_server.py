@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from support.local import DEFAULT_HOST, free_port
+from support.local import group_alive as _group_alive
 from taxi_assets.registry.serving import payload
-from taxi_assets_tests.processes import group_alive as _group_alive
-
-DEFAULT_HOST = "127.0.0.1"
-
 
 # --- the scoring server -----------------------------------------------------------------------
-
-
-def free_port(host: str = DEFAULT_HOST) -> int:
-    """A TCP port free on ``host`` right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def serve_command(

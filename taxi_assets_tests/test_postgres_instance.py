@@ -21,8 +21,6 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from taxi_assets_tests.conftest import SHARED_DATA
-
 REPO = Path(__file__).resolve().parents[1]
 START = REPO / "deploy" / "postgres" / "start-local-postgres.sh"
 STOP = REPO / "deploy" / "postgres" / "stop-local-postgres.sh"
@@ -76,7 +74,7 @@ def local_postgres():
 
 
 @pytest.fixture(scope="session")
-def deployment(local_postgres, tmp_path_factory):
+def deployment(local_postgres, tmp_path_factory, shared_data):
     """A DAGSTER_HOME holding deploy/dagster.yaml, and the environment of a code process."""
     root = tmp_path_factory.mktemp("pg-deployment")
     home = root / "dagster_home"
@@ -87,7 +85,7 @@ def deployment(local_postgres, tmp_path_factory):
         **local_postgres,
         "DAGSTER_HOME": str(home),
         "TAXI_DATA_ROOT": str(root / "data"),
-        "TAXI_DATA_SOURCE": str(SHARED_DATA),
+        "TAXI_DATA_SOURCE": str(shared_data),
         "MLFLOW_ARTIFACT_LOCATION": (root / "mlflow-artifacts").as_uri(),
         # One process per run: no per-step interpreter start-up on a small CI machine.
         "TAXI_EXECUTOR": "in_process",

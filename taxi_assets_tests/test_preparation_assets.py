@@ -18,7 +18,7 @@ import pytest
 from taxi_assets.defs.ingestion.assets import raw_trips
 from taxi_assets.defs.preparation.assets import cleaned_trips, training_set
 from taxi_assets.defs.resources.data_source import TlcDataSource
-from taxi_assets_tests.test_download import TLCServer
+from taxi_assets_tests.tlc_server import TLCServer
 
 ASSETS = [raw_trips, cleaned_trips, training_set]
 RAW = dg.AssetKey("raw_trips")

@@ -22,7 +22,7 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 from dagster._grpc.client import DagsterGrpcClient
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
 

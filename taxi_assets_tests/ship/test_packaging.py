@@ -26,7 +26,7 @@ import yaml
 from taxi_assets import cli
 from taxi_assets.registry.pyfunc import _requirements
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md", "taxi_assets")
 
 

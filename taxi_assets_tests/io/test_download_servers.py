@@ -645,7 +645,7 @@ def test_file_size_limit_is_a_full_disk_error(server, dest_with_good_dec, kind):
     source = str(DATA_DIR) if kind == "local" else f"{server.base}/tlc"
     done = subprocess.run(
         [sys.executable, "-c", _FSIZE_CHILD, source, str(dest_with_good_dec)],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from taxi_assets.defs.resources.io_manager import TaxiIOManager
 from taxi_assets.io.atomic import TEMP_PREFIX
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_concurrent_cli_runs_of_one_partition(tmp_path, shared_data):

@@ -21,7 +21,7 @@ import dagster as dg
 import psycopg2
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START = REPO / "deploy" / "postgres" / "start-local-postgres.sh"
 STOP = REPO / "deploy" / "postgres" / "stop-local-postgres.sh"
 DAGSTER = str(Path(sys.executable).parent / "dagster")

@@ -25,7 +25,7 @@ from taxi_assets.defs.serving.predict_job import (
 )
 from taxi_assets_tests.processes import wait_for_run, wait_for_webserver, webserver
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 # The code location the webserver loads: the project's own, as `dagster dev` would.
 CODE_LOCATION = ["-m", "taxi_assets.definitions"]
 BAD_DISTANCE = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": -1.0}

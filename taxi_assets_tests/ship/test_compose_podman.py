@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "deploy" / "docker-compose.yml"
 
 _spec = importlib.util.spec_from_file_location("compose_podman", REPO / "deploy" / "podman" / "compose_podman.py")

@@ -1,12 +1,11 @@
 """The pure training core (no Dagster, no MLflow) on the real 2024-02 reference training set.
 
 Every registry entry is tuned once with small fixed settings (the ``tuned`` fixture); the
-thresholds at the registry's defaults are in ``test_estimators_defaults.py``."""
+thresholds at the registry's defaults are in ``test_defaults.py``."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import joblib
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from taxi_assets.ml.estimators import ESTIMATORS, available_threads, clean_params, get_estimator
 from taxi_assets.ml.features import InvalidRequestError
-from taxi_assets.ml.metrics import baseline_rmse, regression_metrics
+from taxi_assets.ml.metrics import regression_metrics
 from taxi_assets.ml.predictor import TripDurationPredictor
 from taxi_assets.ml.tuning import TrialResult, tune
 
@@ -46,23 +45,6 @@ def tuned(reference_training_set):
         name: tune(spec, reference_training_set, 2, 7, **QUICK_OVERRIDES.get(name, {}))
         for name, spec in ESTIMATORS.items()
     }
-
-
-def test_regression_metrics_on_a_hand_example():
-    metrics = regression_metrics([1, 2, 3, 4], [1, 2, 3, 8])
-    assert metrics == {"rmse": 2.0, "mse": 4.0, "mae": 1.0, "r2": pytest.approx(1 - 16 / 5)}
-    assert all(type(v) is float for v in metrics.values())
-    assert regression_metrics([2.0, 4.0], [2.0, 4.0]) == {"rmse": 0.0, "mse": 0.0, "mae": 0.0, "r2": 1.0}
-
-
-def test_baseline_predicts_the_training_mean():
-    # mean of training = 2; validation errors 0 and 2 -> rmse sqrt(2)
-    assert baseline_rmse([1.0, 3.0], [2.0, 4.0]) == pytest.approx(math.sqrt(2))
-
-
-def test_metrics_reject_mismatched_lengths():
-    with pytest.raises(ValueError, match=r"^cannot score predictions: 3 predictions for 2 targets$"):
-        regression_metrics([1, 2], [1, 2, 3])
 
 
 def test_reference_training_set_shape(reference_training_set):

@@ -1,7 +1,7 @@
 """``taxi_assets/io/download.py``: which failures are transient (:class:`DownloadError`, retried
 by the step) and which permanent, status by status, exception by exception, errno by errno, and
 the words of each; against an in-process HTTP server serving a tiny synthetic parquet file (the
-real months and slow servers are in ``test_download.py``)."""
+real months and slow servers are in ``test_download_servers.py``)."""
 
 from __future__ import annotations
 

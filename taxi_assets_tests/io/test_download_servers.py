@@ -129,7 +129,7 @@ def test_http_download_matches_shared_file(server, tmp_path):
 # ----------------------------------------------------------------------------- HTTP failures
 #
 # One attempt per call: the caller retries (the raw_trips step, tested through Dagster in
-# test_preparation_assets.py). Here: which errors are transient (DownloadError) and which are not.
+# defs/preparation/test_assets.py). Here: which errors are transient (DownloadError) and which are not.
 
 
 def test_5xx_then_200_is_one_transient_failure_then_the_file(server, dest_with_good_dec):

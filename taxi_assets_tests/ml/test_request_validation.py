@@ -3,7 +3,7 @@ other shape are one clear :class:`InvalidRequestError`, never scored and never a
 
 Plain core, in process: :func:`validate_request` / :func:`request_frame` (what the predictor,
 the pyfunc model and the CLI use) and :func:`records_from_json` (the CLI's JSON shapes). The same
-requests over HTTP against ``mlflow models serve`` are in ``test_online_serving.py``.
+requests over HTTP against ``mlflow models serve`` are in ``registry/test_serving.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make run    set up .venv with the runtime dependencies, run the main job (train 2024-01, validate 2024-02)
 #   make test   add the test extra to .venv, check the dependencies, lint (ruff, import layers), run the test suite
+#               (all but the shipping checks: make test-ship)
 #
 # Configuration lives in one place: the environment, completed by the .env file that
 # `taxi-assets init` writes (see taxi_assets/settings.py). Offline-first: when
@@ -11,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MONTH ?= 2024-02
 
-.PHONY: setup setup-test run test test-fast mutation lint deps dev bench clean test-containers
+.PHONY: setup setup-test run test test-ship test-fast mutation lint deps dev bench clean test-containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,11 +37,18 @@ run: setup
 	$(BIN)/taxi-assets run --month $(MONTH)
 
 # Two workers, each test file on one worker (module fixtures such as the system test's settled
-# daemon are built once); TEST_WORKERS=0 runs everything in this process.
+# daemon are built once); TEST_WORKERS=0 runs everything in this process. Everything but the
+# shipping checks (marker `ship`, below).
 TEST_WORKERS ?= 2
 
 test: setup-test deps lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not ship"
+
+# The shipping checks (taxi_assets_tests/ship/, marker `ship`): the wheel built, installed into a
+# fresh virtualenv and run outside the checkout (~8 min), deploy/docker-compose.yml translated for
+# podman, the deployment files and the gRPC code server. CI runs them after `make test`.
+test-ship: setup-test
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m ship
 
 # The pure core (no real months, servers, Postgres or Dagster runs): under two minutes.
 test-fast: setup-test
@@ -57,7 +65,7 @@ mutation: setup-test
 # ruff, then the layer contracts ([tool.importlinter] in pyproject.toml: the core imports no
 # Dagster and no wiring, defs no CLI, arrows point down).
 lint: setup-test
-	$(BIN)/ruff check taxi_assets taxi_assets_tests benchmarks
+	$(BIN)/ruff check taxi_assets taxi_assets_tests support benchmarks
 	$(BIN)/lint-imports
 
 # Every imported distribution declared, every declared one used ([tool.deptry] in pyproject.toml):

@@ -25,6 +25,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository root on sys.path (a script's own folder is there already): the benchmarks import
+# support/, the helpers they share with the tests (real months cleaned, ports, a registered
+# champion, the scoring server), never taxi_assets_tests.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
 RESULT_MARKER = "@@BENCH@@ "
 PROGRESS_MARKER = "@@PROGRESS@@ "

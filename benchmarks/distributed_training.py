@@ -72,13 +72,13 @@ def main() -> None:
     import pandas as pd
     from distributed import Client, LocalCluster
 
+    from support.data import cleaned_month
     from taxi_assets import months
     from taxi_assets.defs.resources.io_manager import TaxiIOManager
     from taxi_assets.ml.dataset import build_training_set, pool_months
     from taxi_assets.ml.distributed import dask_backend
     from taxi_assets.ml.estimators import ESTIMATORS
     from taxi_assets.ml.tuning import tune
-    from taxi_assets_tests.helpers import cleaned_month
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     month = "2024-02"

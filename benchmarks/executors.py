@@ -6,7 +6,7 @@ Dask cluster (``TAXI_EXECUTOR=dask``), and how the per-step cost grows with the 
     python benchmarks/executors.py --part steps --steps 1,8,32
     python benchmarks/executors.py --part start    # multiprocess steps: spawn vs forkserver
 
-Part "graph": February 2024's graph as ``test_dask_executor.py`` runs it (raw and cleaned
+Part "graph": February 2024's graph as ``taxi_assets_tests/defs/test_executors.py`` runs it (raw and cleaned
 trips, the training set, the eight models with one trial each, the leaderboard, the
 champion), launched with ``dagster asset materialize`` exactly as a user would: with the
 multiprocess executor at its defaults (two steps at once, one model at a time, each fit on

@@ -91,7 +91,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -323,12 +322,10 @@ def build_champions(names: list[str], workdir: Path) -> list[tuple[str, str, str
     champion (``register_champion``) in one store under ``workdir``."""
     import pandas as pd
 
+    from support.champion import register_champion, sample_rides
     from taxi_assets.ml.dataset import build_training_set
     from taxi_assets.ml.estimators import ESTIMATORS
     from taxi_assets.ml.tuning import tune
-
-    sys.path.insert(0, str(c.REPO_ROOT))
-    from taxi_assets_tests.serving_fixtures import register_champion, sample_rides
 
     rides = sample_rides().sort_values("pickup_datetime", kind="stable").reset_index(drop=True)
     boundary = pd.Timestamp(rides["pickup_datetime"].iloc[16_000])
@@ -366,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
         profile_case(args.model_uri, args.tracking_uri)
         return
 
-    from taxi_assets_tests.scoring_server import ScoringServer
+    from support.scoring_server import ScoringServer
 
     print(c.machine())
     rows = []

@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
                 result, wall, cpu = run(["raw_trips"], "2023-06", data_source=source)
                 rows.append([label, BEFORE[case], f"{wall:.1f}", f"{cpu:.1f}", _retries(result), _failure(result)])
         if "mlflow_down" in cases:
+            from support.local import closed_port
             from taxi_assets.defs.resources.tracking import MlflowTracking
-            from taxi_assets_tests.helpers import closed_port
 
             down = MlflowTracking(tracking_uri=f"http://127.0.0.1:{closed_port()}")
             result, wall, cpu = run(["linear_regression"], "2024-02", mlflow=down)

@@ -8,10 +8,17 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pytest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from taxi_assets.ml.dataset import TrainingSet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
@@ -124,18 +131,20 @@ def _restore_mlflow_tracking_uri():
         os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
-# The files that take minutes, longest first. `make test` hands whole files to two workers in
-# collection order (``--dist loadfile``): starting the long ones first keeps one worker from
-# finishing a long file alone at the end. Only the order changes; every file still runs.
+# The files that take minutes, longest first (paths under taxi_assets_tests/). `make test` hands
+# whole files to two workers in collection order (``--dist loadfile``): starting the long ones
+# first keeps one worker from finishing a long file alone at the end. Only the order changes;
+# every file still runs.
+TESTS = Path(__file__).resolve().parent
 LONGEST_FILES_FIRST = (
-    "test_system.py",
-    "test_packaging.py",
-    "test_code_location_logs.py",
-    "test_dask_executor.py",
-    "test_daemon_faults.py",
-    "test_alerts.py",
-    "test_estimators_defaults.py",
-    "test_yellow.py",
+    "system/test_system.py",
+    "ship/test_packaging.py",
+    "system/test_code_location_logs.py",
+    "defs/test_executors.py",
+    "faults/test_daemon_faults.py",
+    "defs/automation/test_alerts.py",
+    "ml/estimators/test_defaults.py",
+    "system/test_yellow.py",
 )
 
 
@@ -147,7 +156,10 @@ def pytest_collection_modifyitems(config, items):
     result = yield
 
     def rank(item) -> int:
-        name = item.path.name
+        try:
+            name = item.path.resolve().relative_to(TESTS).as_posix()
+        except ValueError:  # a test file outside this folder
+            return len(LONGEST_FILES_FIRST)
         return LONGEST_FILES_FIRST.index(name) if name in LONGEST_FILES_FIRST else len(LONGEST_FILES_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
@@ -212,3 +224,48 @@ def small_predictor(small_training_set):
     step = fit_representation("onehot", small_training_set)
     model = LinearRegression().fit(step.from_training_set(small_training_set, "train"), small_training_set.y_train)
     return TripDurationPredictor(step, model, "linear_regression")
+
+
+# --- the real reference window and a registered champion (several folders' tests) ----------------
+
+REFERENCE_MONTHS = ("2024-01", "2024-02")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference training set of the model tests: ``training_set[2024-02]`` built from the
+    real 2024-01 and 2024-02 green files exactly as the asset builds it (train 54,378 x 5,094,
+    validation 51,492 x 5,094; the course's feature set whatever ``TAXI_EXTENDED_FEATURES``
+    says), and the cleaned rides of its validation rows, in the same order."""
+
+    training_set: TrainingSet
+    validation_rides: pd.DataFrame
+
+
+@pytest.fixture(scope="session")
+def reference() -> Reference:
+    """Built once per test process (about 2 s) and shared read-only."""
+    import pandas as pd
+
+    from support.data import cleaned_month
+    from taxi_assets.ml import dataset
+
+    boundary = pd.Timestamp("2024-02-01")
+    cleaned = pd.concat([cleaned_month(month) for month in REFERENCE_MONTHS], ignore_index=True)
+    ts = dataset.build_training_set(cleaned, boundary, extended_features=False)  # the course's features
+    _, validation = dataset.split_on_time(cleaned, boundary)
+    return Reference(ts, validation.reset_index(drop=True))
+
+
+@pytest.fixture(scope="session")
+def reference_training_set(reference) -> TrainingSet:
+    return reference.training_set
+
+
+@pytest.fixture(scope="session")
+def champion(tmp_path_factory):
+    """A LinearRegression registered as the green champion in its own temporary MLflow store
+    (:func:`support.champion.build_champion`); the tests only read it."""
+    from support.champion import build_champion
+
+    return build_champion(tmp_path_factory.mktemp("serving-champion"))

@@ -1,15 +1,14 @@
-"""Plain helpers shared by the test modules: the real data folder, cleaned months built by the
-pipeline's own functions, and the small local servers (SMTP inbox, JSON webhook) the alert
-tests deliver to. One copy here so every test exercises the same data and the same servers."""
+"""Plain helpers shared by the test modules: the small local servers (SMTP inbox, JSON webhook)
+the alert tests deliver to, and real full or read-only file systems. One copy here so every
+test exercises the same servers. (The real months, cleaned, and loopback ports are in
+``support/``, shared with the benchmarks.)"""
 
 from __future__ import annotations
 
 import email
 import email.policy
-import functools
 import json
 import os
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -17,46 +16,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
 from aiosmtpd.controller import Controller
-
-from taxi_assets.ml import cleaning, schema
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path:
-    """The shared TLC folder, resolved as ``conftest.SHARED_DATA`` is: ``TAXI_DATA_SOURCE``
-    (which conftest sets to that folder) or ``../shared/data/nyc-tlc`` from the repo root."""
-    return Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared" / "data" / "nyc-tlc")).resolve()
-
-
-@functools.cache
-def _cleaned_month_cached(month: str) -> pd.DataFrame:
-    path = data_dir() / f"green_tripdata_{month}.parquet"
-    table = pq.read_table(path, columns=schema.source_columns("green", cleaning.CLEAN_INPUT_COLUMNS))
-    normalized, _ = schema.normalize_table(table, "green", path.name)
-    cleaned, _ = cleaning.clean_trips(normalized.to_pandas())
-    return cleaned
-
-
-def cleaned_month(month: str) -> pd.DataFrame:
-    """Green ``month`` cleaned exactly as the ``cleaned_trips`` asset cleans it
-    (``cleaning.CLEANED_COLUMNS``; ``PU_DO`` is a categorical of ``"PU_DO"`` strings).
-
-    Read and cleaned once per test process; each call returns a deep copy, so a test that
-    edits its frame cannot change what the next test sees.
-    """
-    return _cleaned_month_cached(month).copy(deep=True)
-
-
-def closed_port() -> int:
-    """A 127.0.0.1 port nothing listens on (bound, then released), to test refused connections."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 # ------------------------------------------------------------------------- webhook
 

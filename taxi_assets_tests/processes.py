@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from support.local import group_alive
+
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "workspace.yaml"
 BIN = Path(sys.executable).parent
@@ -22,17 +24,6 @@ BIN = Path(sys.executable).parent
 def _default_signals() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-
-
-def group_alive(pgid: int) -> bool:
-    """Some process of the group ``pgid`` is still there."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DagsterProcess:

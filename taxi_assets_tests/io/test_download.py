@@ -1,7 +1,7 @@
 """``taxi_assets/io/download.py``: which failures are transient (:class:`DownloadError`, retried
 by the step) and which permanent, status by status, exception by exception, errno by errno, and
 the words of each; against an in-process HTTP server serving a tiny synthetic parquet file (the
-real months and slow servers are in ``test_download.py``)."""
+real months and slow servers are in ``test_download_servers.py``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 import requests
 import urllib3
 
+from support.local import closed_port
 from taxi_assets.io import download
 from taxi_assets.io.download import (
     CorruptFileError,
@@ -30,7 +31,6 @@ from taxi_assets.io.download import (
     fetch_month,
     month_available,
 )
-from taxi_assets_tests.helpers import closed_port
 
 pytestmark = pytest.mark.fast
 

@@ -376,3 +376,29 @@ def test_a_frame_without_an_input_column_is_one_error_naming_it(raw, missing):
 
 def test_the_cleaning_module_bounds_match_the_documented_zone_range():
     assert (cleaning.MIN_LOCATION_ID, cleaning.MAX_LOCATION_ID) == (1, 265)
+
+
+def test_clean_trips_counts_each_drop_reason():
+    t0 = pd.Timestamp("2024-01-05 10:00")
+    raw = pd.DataFrame(
+        {
+            "pickup_datetime": [t0, t0, t0, t0, t0, None],
+            "dropoff_datetime": [t0 + pd.Timedelta(minutes=m) for m in (0.5, 1, 30, 60, 61)] + [t0],
+            "PULocationID": np.array([1, 7, 7, 12, 3, 4], dtype=np.int32),
+            "DOLocationID": np.array([2, 8, 8, 130, 4, 5], dtype=np.int32),
+            "trip_distance": [0.1, 0.5, 9.0, 20.0, 30.0, 1.0],
+            "fare_amount": [3.0, 5.0, 30.0, 60.0, 80.0, 7.0],
+            "total_amount": [4.0, 6.0, 35.0, 70.0, 90.0, 8.0],
+        }
+    )
+    cleaned, report = cleaning.clean_trips(raw)
+    assert report.rows_in == 6 and report.rows_out == 3
+    assert report.dropped == {
+        "duplicate_rows": 0, "missing_values": 1, "duration_below_min": 1, "duration_above_max": 1, "invalid_zone_id": 0,
+    }  # fmt: skip
+    assert (report.voided_pairs, report.voided_kept) == (0, 0)
+    assert cleaned["duration"].tolist() == [1.0, 30.0, 60.0]
+    assert cleaned["PU_DO"].astype(str).tolist() == ["7_8", "7_8", "12_130"]
+    assert list(cleaned.columns) == cleaning.CLEANED_COLUMNS
+    with pytest.raises(ValueError, match="must not exceed"):
+        cleaning.clean_trips(raw, 10, 5)

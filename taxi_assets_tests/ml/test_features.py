@@ -14,7 +14,7 @@ import pytest
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
-from taxi_assets.ml import features
+from taxi_assets.ml import cleaning, features
 from taxi_assets.ml.features import InvalidRequestError, request_frame, validate_request
 from taxi_assets_tests.strategies import GOOD_RECORDS, REQUESTS, ZONES, json_round_trip
 
@@ -249,3 +249,39 @@ def test_the_predictor_scores_good_zones_at_any_distance_or_names_the_distance(r
         assert str(error).startswith("field 'trip_distance' must "), error
         return
     assert minutes.shape == (len(records),) and np.isfinite(minutes).all()
+
+
+def test_validate_request_checks_every_field():
+    got = validate_request([{"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}])
+    pairs = cleaning.pu_do(got["PULocationID"], got["DOLocationID"])
+    assert pairs.astype(str).tolist() == ["236_239"] and got["trip_distance"].tolist() == [1.98]
+    cases = [
+        ([{"PULocationID": 1, "trip_distance": 1}], r"missing field\(s\) DOLocationID"),
+        ([{"PULocationID": 1, "DOLocationID": 2, "trip_distance": -1}], "must not be negative, got -1.0 in record 0"),
+        ([{"PULocationID": "abc", "DOLocationID": 2, "trip_distance": 1}], "'PULocationID' must be a finite number, got 'abc'"),
+        ([{"PULocationID": 1, "DOLocationID": 999, "trip_distance": 1}], "TLC zone id between 1 and 265, got 999"),
+        ([], "no records to score"),
+    ]
+    for records, message in cases:
+        with pytest.raises(InvalidRequestError, match=message):
+            validate_request(records)
+
+
+def test_requests_come_as_records_one_record_or_columns():
+    ride = {"PULocationID": 236, "DOLocationID": 239, "trip_distance": 1.98}
+    two = [ride, {"PULocationID": 74.0, "DOLocationID": 75, "trip_distance": 3}]
+    columns = {"PULocationID": np.array([236, 74]), "DOLocationID": [239, 75], "trip_distance": (1.98, 3)}
+    for request in (two, columns, pd.DataFrame(two)):
+        got = validate_request(request)
+        assert got["PULocationID"].tolist() == [236, 74] and got["PULocationID"].dtype == np.int64
+        assert got["DOLocationID"].tolist() == [239, 75] and got["trip_distance"].tolist() == [1.98, 3.0]
+    assert validate_request(ride)["trip_distance"].tolist() == [1.98]
+    with pytest.raises(InvalidRequestError, match=r"^the request's fields have different numbers of values \("):
+        validate_request(dict(columns, trip_distance=[1.0]))
+    for request, kind in (("236,239,1.98", "a string"), (np.zeros((1, 3)), "an array of shape 1x3"), ([236, 239], "a list of numbers")):
+        with pytest.raises(InvalidRequestError) as caught:
+            validate_request(request)
+        assert str(caught.value) == (
+            "expected ride records {PULocationID, DOLocationID, trip_distance} "
+            f"(a list of objects, one object, or columns of values), got {kind}"
+        )

@@ -1,6 +1,6 @@
 """``taxi_assets/registry/champion.py`` against an in-memory registry (the MLflow client's four
 calls the module makes; the same logic on a real MLflow store is in
-``test_champion_registry.py``): the alias goes to the newest month's latest decision, never
+``test_champion_mlflow.py``): the alias goes to the newest month's latest decision, never
 back; a decision registered while the alias is being set is seen on the re-read; an alias that
 never settles is one error; and each version carries the month, lineage and decision tags."""
 

@@ -139,7 +139,7 @@ TESTS = Path(__file__).resolve().parent
 LONGEST_FILES_FIRST = (
     "system/test_system.py",
     "ship/test_packaging.py",
-    "system/test_code_location_logs.py",
+    "ship/test_code_location_logs.py",
     "defs/test_executors.py",
     "faults/test_daemon_faults.py",
     "defs/automation/test_alerts.py",

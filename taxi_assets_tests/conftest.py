@@ -26,6 +26,10 @@ SHARED_DATA = Path(os.environ.get("TAXI_DATA_SOURCE", REPO_ROOT.parent / "shared
 UNSET_FOR_TESTS = ("MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_LOCATION", "TAXI_TYPE", "TAXI_TRAIN_MONTHS", "TAXI_MAX_EVALUATIONS")
 
 
+# Set by pytest_configure to the process id that set the test environment (not a setting).
+CONFIGURED_MARK = "PYTEST_TAXI_ASSETS_CONFIGURED_PID"
+
+
 def _hypothesis_profiles() -> None:
     """Property-based tests: few examples, drawn the same way every run (``derandomize``), so a
     failure reproduces and a mutation run judges every mutant on the same inputs;
@@ -44,8 +48,12 @@ def pytest_configure(config):
     """The session's environment (each xdist worker gets its own temporary root)."""
     _hypothesis_profiles()
     settings = sys.modules.get("taxi_assets.settings")
-    if settings is not None and "SETTINGS" in vars(settings):
+    # A second session in the same process (mutmut runs pytest.main several times) finds the
+    # settings read under the environment the first session set: that is not a leak.
+    configured_before = os.environ.get(CONFIGURED_MARK) == str(os.getpid())
+    if settings is not None and "SETTINGS" in vars(settings) and not configured_before:
         raise pytest.UsageError("taxi_assets settings were read before the test environment was set")
+    os.environ[CONFIGURED_MARK] = str(os.getpid())
     root = Path(tempfile.mkdtemp(prefix="taxi-tests-"))
     os.environ.update(
         TAXI_IGNORE_DOTENV="1",  # the developer's .env never reaches the tests

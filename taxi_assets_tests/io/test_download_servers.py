@@ -487,6 +487,7 @@ def _source_with(tmp_path: Path, body: bytes) -> Path:
         (gzip.compress(PASSWD), "gzip-compressed data"),
         (b"\x00\x01\x02root:x:0:0\xff\xfe" * 10, "binary data"),
     ],
+    ids=["text", "html", "xml", "json", "gzip", "binary"],  # printable node ids (mutmut re-runs tests by id)
 )
 def test_not_parquet_says_what_it_is_not_never_its_bytes(tmp_path, body, kind):
     source = _source_with(tmp_path, body)

@@ -10,6 +10,7 @@ written under ``<data root>/<taxi>/reports/<asset>/<month>/``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -36,16 +37,19 @@ def _column_type(dtype: Any) -> str:
     return "string"
 
 
-def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
-    """The frame's columns and types, for ``dagster/column_schema``."""
-    return dg.TableSchema(columns=[dg.TableColumn(str(c), _column_type(frame[c].dtype)) for c in frame.columns])
+def column_schema(frame: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
+    """The frame's columns and types (and what each means, when given), for ``dagster/column_schema``."""
+    described = descriptions or {}
+    return dg.TableSchema(
+        columns=[dg.TableColumn(str(c), _column_type(frame[c].dtype), described.get(str(c))) for c in frame.columns]
+    )
 
 
-def table_metadata(frame: pd.DataFrame) -> dict[str, Any]:
+def table_metadata(frame: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``dagster/row_count`` and ``dagster/column_schema`` of a data asset's frame."""
     return {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
-        "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(frame)),
+        "dagster/column_schema": dg.MetadataValue.table_schema(column_schema(frame, descriptions)),
     }
 
 

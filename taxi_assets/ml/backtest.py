@@ -16,10 +16,20 @@ import pandas as pd
 
 from taxi_assets import months
 
-BACKTEST_COLUMNS = [
-    "month", "champion", "won_month", "trained_months", "decision", "selection_rmse",
-    "next_month", "next_month_rmse", "next_month_baseline_rmse", "registry_version",
-]  # fmt: skip
+# Each column and what it means (the UI shows these beside the column schema).
+BACKTEST_COLUMN_DESCRIPTIONS = {
+    "month": "the month decided (champion_model[month])",
+    "champion": "the estimator holding the month after its decision",
+    "won_month": "the month whose decision first promoted that model",
+    "trained_months": "the months the champion was trained on (all before month)",
+    "decision": "promoted (the month's challenger won) or kept (the previous champion held)",
+    "selection_rmse": "RMSE the champion was chosen on: the month's validation rides (minutes)",
+    "next_month": "the month after: rides the champion never saw",
+    "next_month_rmse": "the champion's RMSE on next_month, from data_drift[next_month]: the figure to quote",
+    "next_month_baseline_rmse": "RMSE of predicting the training mean on the same rides",
+    "registry_version": "the registered model version (taxi-trip-duration-<taxi>)",
+}
+BACKTEST_COLUMNS = list(BACKTEST_COLUMN_DESCRIPTIONS)
 
 
 def backtest_frame(champions: Mapping[str, object], drift: Mapping[str, Mapping]) -> pd.DataFrame:

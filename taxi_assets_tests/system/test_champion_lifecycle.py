@@ -230,3 +230,6 @@ def test_backtest_tables_every_champion_and_its_next_month(deployment, newest_fi
     assert m["months"] == 3 and m["months_scored_on_the_next_month"] == 2 and m["dagster/row_count"] == 3
     assert m["honest_rmse_by_month"].startswith("![champion RMSE by month](data:image/png;base64,")
     assert [r.data["month"] for r in m["backtest"].records] == DECIDED
+    described = {c.name: c.description for c in m["dagster/column_schema"].columns}
+    assert list(described) == list(frame.columns) and all(described.values())  # the UI says what each column means
+    assert described["next_month_rmse"].endswith("the figure to quote")

@@ -15,7 +15,7 @@ from taxi_assets.defs.partitions import ML_TEAM
 from taxi_assets.defs.resources.io_manager import UnreadableInput
 from taxi_assets.defs.resources.tracking import MlflowTracking
 from taxi_assets.ml import charts
-from taxi_assets.ml.backtest import backtest_frame, summary
+from taxi_assets.ml.backtest import BACKTEST_COLUMN_DESCRIPTIONS, backtest_frame, summary
 from taxi_assets.ml.champion import Champion
 from taxi_assets.registry.champion import current_champion
 from taxi_assets.registry.names import champion_model_name, champion_uri
@@ -68,7 +68,7 @@ def backtest(context: dg.AssetExecutionContext, mlflow: MlflowTracking, champion
     yield dg.Output(
         frame,
         metadata={
-            **table_metadata(frame),
+            **table_metadata(frame, BACKTEST_COLUMN_DESCRIPTIONS),
             **summary(frame),
             "backtest": frame_table(frame),
             "honest_rmse_by_month": png_metadata(chart, "champion RMSE by month"),

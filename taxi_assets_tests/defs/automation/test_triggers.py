@@ -200,17 +200,19 @@ def test_automation_never_requests_a_month_that_cannot_train(instance):
     assert result.get_requested_partitions(dg.AssetKey("training_set")) == set()
 
 
-def test_champion_line_is_decided_month_after_month(instance):
-    """champion_model[M] reads champion_model[M-1]: when both months' inputs change in the same
-    tick, automation requests M-1 first and M on the tick after M-1 was decided again; an
-    absent previous champion (the first month) holds nothing back."""
+class Nothing(dg.IOManager):
+    """Stores nothing: automation judges materialization records, not values."""
 
-    class Nothing(dg.IOManager):
-        def handle_output(self, context, obj):
-            pass
+    def handle_output(self, context, obj):
+        pass
 
-        def load_input(self, context):
-            return None
+    def load_input(self, context):
+        return None
+
+
+def champion_line_assets():
+    """A stand-in leaderboard and champion_model with the real champion line's edge (the previous
+    month's champion, optional) and automation condition."""
 
     @dg.asset(name="model_leaderboard", partitions_def=monthly_partitions)
     def fake_board():
@@ -223,6 +225,16 @@ def test_champion_line_is_decided_month_after_month(instance):
               automation_condition=conditions.condition_for(dg.AssetKey("champion_model")))
     def fake_champion(model_leaderboard, previous_champion):
         return 1
+
+    return fake_board, fake_champion
+
+
+def test_champion_line_is_decided_month_after_month(instance):
+    """champion_model[M] reads champion_model[M-1]: when both months' inputs change in the same
+    tick, automation requests M-1 first and M on the tick after M-1 was decided again; an
+    absent previous champion (the first month) holds nothing back."""
+
+    fake_board, fake_champion = champion_line_assets()
 
     small = dg.Definitions(assets=[fake_board, fake_champion])
     resources = {"io_manager": Nothing()}
@@ -244,6 +256,8 @@ def test_champion_line_is_decided_month_after_month(instance):
     dg.materialize([fake_board, fake_champion], selection=["champion_model"], partition_key="2024-02",
                    instance=instance, resources=resources)
     assert tick(cursor)[0] == []
+
+
 def test_backtest_follows_every_month_even_when_it_ran_beside_one(instance):
     """The unpartitioned backtest follows every month of champion_model. When a month's champion
     and the backtest land between the same two ticks (they ran side by side), the backtest is
@@ -251,24 +265,7 @@ def test_backtest_follows_every_month_even_when_it_ran_beside_one(instance):
     backtest's own update reset the champion's in that tick, the backtest stayed a month behind,
     and the system test waited for it in vain.)"""
 
-    class Nothing(dg.IOManager):
-        def handle_output(self, context, obj):
-            pass
-
-        def load_input(self, context):
-            return None
-
-    @dg.asset(name="model_leaderboard", partitions_def=monthly_partitions)
-    def fake_board():
-        return 1
-
-    @dg.asset(name="champion_model", partitions_def=monthly_partitions,
-              ins={"model_leaderboard": dg.AssetIn(),
-                   "previous_champion": dg.AssetIn(key="champion_model", partition_mapping=partitions.previous_month_mapping(),
-                                                   metadata={"optional": True})},
-              automation_condition=conditions.condition_for(dg.AssetKey("champion_model")))
-    def fake_champion(model_leaderboard, previous_champion):
-        return 1
+    fake_board, fake_champion = champion_line_assets()
 
     @dg.asset(name="backtest", deps=[fake_champion], automation_condition=conditions.condition_for(conditions.BACKTEST))
     def fake_backtest():

@@ -153,9 +153,11 @@ def champion_in_mlflow(run_id: str, month: str) -> None:
     tags = {t["key"]: t["value"] for t in version.get("tags", [])}
     if tags.get("dagster.run_id") != run_id or tags.get("dagster.partition") != month:
         raise CheckFailed(f"MLflow: champion version {version['version']} was not promoted by run {run_id}: {tags}")
+    if tags.get("champion_month") != month:
+        raise CheckFailed(f"MLflow: champion version {version['version']} is not the champion of {month}: {tags}")
     print(
-        f"  MLflow: {MODEL}@champion = version {version['version']} ({tags.get('estimator')}, "
-        f"validation RMSE {tags.get('validation_rmse')})", flush=True,
+        f"  MLflow: {MODEL}@champion = version {version['version']} ({tags.get('estimator')}, champion of "
+        f"{tags.get('champion_month')}, RMSE {tags.get('rmse')} on {tags.get('validation_month')})", flush=True,
     )
 
 

@@ -182,7 +182,8 @@ def test_every_month_is_computed_once_in_a_known_number_of_runs(settled):
     something, and the runs are the three ingestions plus the automation's runs of the months
     and the backtest, which follows every month once none is in progress: one to three runs
     here, depending on which months land between the same two ticks (a backtest launched beside
-    a month's champion runs again after it)."""
+    a month's champion runs again after it). How Dagster groups one tick's requests into runs
+    depends on timing, so the count has a stated range, not a single figure."""
     state, instance = settled["state"], settled["instance"]
     assert "failed" not in state, _failure_report(instance, state["failed"])
     counts = Counter()
@@ -206,9 +207,12 @@ def test_every_month_is_computed_once_in_a_known_number_of_runs(settled):
                  for record in instance.fetch_materializations(dg.AssetKey(key), limit=100).records}  # fmt: skip
     assert {run.run_id for run in runs} == producing  # every run materialized something
     # 3 ingestions; cleaning 3 months; per trained month its training set with its drift, its
-    # models and leaderboard, and its champion with predictions (the second month's champion run
-    # also recomputes its drift with the first month's champion): 12 runs, plus the backtest.
-    assert 1 <= backtests <= 3 and len(runs) == 12 + backtests, (len(runs), dict(by_job), backtests)
+    # models and leaderboard, and its champion with predictions: 12 runs, plus the backtest's.
+    # The second month's drift, recomputed once the first month's champion lands, shares the
+    # second month's champion run, or runs alone when a tick requests it before the champion
+    # may go (the champion also waits for the previous run to end): one run more.
+    assert 1 <= backtests <= 3, backtests
+    assert 12 + backtests <= len(runs) <= 13 + backtests, (len(runs), dict(by_job), backtests)
 
 
 def test_training_sets_match_an_independent_count(settled):

@@ -196,9 +196,10 @@ def test_every_month_is_computed_once_in_a_known_number_of_runs(settled):
                 counts[f"{key}[{month}]"] = len(records)
     twice = {name: n for name, n in counts.items() if n != 1}
     # data_drift[M] reports M's data as soon as M is cleaned, and again with champion_model[M-1]
-    # once that is decided (README, Automation): the first trained month's champion comes minutes
-    # after the second month's rides, so the second month's drift is computed twice, nothing else.
-    assert twice == {f"data_drift[{TRAINED[1]}]": 2}, f"materialized other than once: {twice}"
+    # once that is decided (README, Automation). Whether the second month's drift runs before
+    # the first month's champion is coming depends on the ticks: it is computed once or twice,
+    # every other month of every asset exactly once.
+    assert twice in ({}, {f"data_drift[{TRAINED[1]}]": 2}), f"materialized other than once: {twice}"
     backtests = len(instance.fetch_materializations(dg.AssetKey("backtest"), limit=10).records)
     runs = state["runs"]
     by_job = Counter(run.job_name for run in runs)

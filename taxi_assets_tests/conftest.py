@@ -187,35 +187,13 @@ def pytest_sessionstart(session):
         raise pytest.UsageError(problem)
 
 
-def synthetic_rides(n_train: int = 600, n_val: int = 100, seed: int = 3):
-    """Cleaned-like rides (January trains, February validates), zones 10..14, no real month."""
-    import numpy as np
-    import pandas as pd
-
-    from taxi_assets.ml.cleaning import pu_do
-
-    rng = np.random.default_rng(seed)
-    n = n_train + n_val
-    start = np.where(np.arange(n) < n_train, np.datetime64("2024-01-01", "us"), np.datetime64("2024-02-01", "us"))
-    span = np.where(np.arange(n) < n_train, 31, 29) * 86_400 * 1_000_000
-    pickup = start + (rng.random(n) * span).astype("timedelta64[us]")
-    pu = rng.integers(10, 15, n).astype(np.int32)
-    do = rng.integers(10, 15, n).astype(np.int32)
-    distance = np.round(rng.gamma(2.0, 1.5, n), 2)
-    return pd.DataFrame(
-        {
-            "pickup_datetime": pickup, "PULocationID": pu, "DOLocationID": do, "PU_DO": pu_do(pu, do),
-            "trip_distance": distance, "duration": 3.0 + 2.5 * distance + rng.normal(0, 1, n),
-        }
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def small_training_set():
     """A training set of synthetic rides (600 train, 100 validation; no real month)."""
     import pandas as pd
 
     from taxi_assets.ml import dataset
+    from taxi_assets_tests.rides import synthetic_rides
 
     return dataset.build_training_set(synthetic_rides(), pd.Timestamp("2024-02-01"), {"months": ["2024-01", "2024-02"]})
 

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from taxi_assets.ml import dataset
-from taxi_assets.ml.cleaning import pu_do
 from taxi_assets.ml.estimators import ESTIMATORS, refit_rounds, training_rows
 from taxi_assets.ml.features import InvalidRequestError
 from taxi_assets.ml.predictor import TripDurationPredictor
@@ -23,34 +22,17 @@ from taxi_assets.ml.representation import (
     distance_clip,
     fit_representation,
 )
+from taxi_assets_tests.rides import synthetic_rides
 
 pytestmark = pytest.mark.fast
 
 BOUNDARY = pd.Timestamp("2024-02-01")
 
 
-def cleaned_rides(n_train: int = 2000, n_val: int = 300, seed: int = 3) -> pd.DataFrame:
+def cleaned_rides() -> pd.DataFrame:
     """Cleaned-like rides: January (train) then February (validation), zones 10..14, one
     201,421-mile ride in training."""
-    rng = np.random.default_rng(seed)
-    n = n_train + n_val
-    start = np.where(np.arange(n) < n_train, np.datetime64("2024-01-01", "us"), np.datetime64("2024-02-01", "us"))
-    span = np.where(np.arange(n) < n_train, 31, 29) * 86_400 * 1_000_000
-    pickup = start + (rng.random(n) * span).astype("timedelta64[us]")
-    pu = rng.integers(10, 15, n).astype(np.int32)
-    do = rng.integers(10, 15, n).astype(np.int32)
-    distance = np.round(rng.gamma(2.0, 1.5, n), 2)
-    distance[7] = 201_421.68
-    return pd.DataFrame(
-        {
-            "pickup_datetime": pickup,
-            "PULocationID": pu,
-            "DOLocationID": do,
-            "PU_DO": pu_do(pu, do),
-            "trip_distance": distance,
-            "duration": 3.0 + 2.5 * np.minimum(distance, 30) + rng.normal(0, 1, n),
-        }
-    )
+    return synthetic_rides(2000, 300, long_ride_miles=201_421.68)
 
 
 @pytest.fixture(scope="module")

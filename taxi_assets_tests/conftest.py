@@ -187,6 +187,19 @@ def pytest_sessionstart(session):
         raise pytest.UsageError(problem)
 
 
+@pytest.fixture
+def restore_mlflow_globals():
+    """For tests that set MLflow's process-wide tracking URI or leave a run active: the process
+    is left as found (``pytestmark = pytest.mark.usefixtures("restore_mlflow_globals")``)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run("FAILED")
+    mlflow.set_tracking_uri(previous)
+
+
 @pytest.fixture(scope="session")
 def small_training_set():
     """A training set of synthetic rides (600 train, 100 validation; no real month)."""

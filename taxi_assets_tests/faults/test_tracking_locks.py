@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -65,13 +64,7 @@ class Lock:
             self.process.wait()
 
 
-@pytest.fixture(autouse=True)
-def _restore_mlflow_globals():
-    previous = mlflow.get_tracking_uri()
-    yield
-    while mlflow.active_run() is not None:
-        mlflow.end_run("FAILED")
-    mlflow.set_tracking_uri(previous)
+pytestmark = pytest.mark.usefixtures("restore_mlflow_globals")  # tests here set the process-wide tracking URI
 
 
 @pytest.fixture(scope="module")

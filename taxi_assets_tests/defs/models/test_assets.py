@@ -61,14 +61,7 @@ def ensure_experiment(uri: str, name: str, artifacts: str) -> str:
     return TrackingStore(uri, name, artifacts).experiment_id()
 
 
-@pytest.fixture(autouse=True)
-def _restore_mlflow_globals():
-    """Tests here set the process-wide tracking URI; leave the process as found."""
-    previous = mlflow.get_tracking_uri()
-    yield
-    while mlflow.active_run() is not None:
-        mlflow.end_run("FAILED")
-    mlflow.set_tracking_uri(previous)
+pytestmark = pytest.mark.usefixtures("restore_mlflow_globals")  # tests here set the process-wide tracking URI
 
 
 @pytest.fixture(scope="module")

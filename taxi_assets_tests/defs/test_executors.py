@@ -184,6 +184,19 @@ def test_outputs_equal_the_multiprocess_executor(runs):
     assert champions[0].name == champions[1].name == boards[0]["model"].iloc[0]
 
 
+def prepared_month(data: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A data root holding the month's cleaned trips and training set from ``data``, and an empty
+    Dagster home: what a model step needs, nothing trained yet."""
+    root = tmp_path / "data"
+    for asset in ("cleaned_trips", "training_set"):
+        shutil.copytree(data / "green" / asset, root / "green" / asset)
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+    return root, home
+
+
 def test_local_cluster_run_trains_a_booster_across_its_workers(cluster, runs, tmp_path):
     """``TAXI_EXECUTOR=dask`` without an address: the run starts its own local cluster, and with
     ``TAXI_DISTRIBUTED_MIN_ROWS`` below February's 54,378 training rides the XGBoost step, running
@@ -191,13 +204,7 @@ def test_local_cluster_run_trains_a_booster_across_its_workers(cluster, runs, tm
     slot). That the training then runs on both workers is read from a scheduler's task records in
     ``test_a_booster_trains_on_both_workers_by_the_schedulers_records`` (this cluster ends with
     the run)."""
-    root = tmp_path / "data"
-    for asset in ("cleaned_trips", "training_set"):
-        shutil.copytree(runs["dask"] / "green" / asset, root / "green" / asset)
-    home = tmp_path / "home"
-    home.mkdir()
-    with dg.DagsterInstance.from_config(str(home)):
-        pass
+    root, home = prepared_month(runs["dask"], tmp_path)
     env = dict(cluster["env"], TAXI_EXECUTOR="dask", TAXI_DATA_ROOT=str(root), DAGSTER_HOME=str(home),
                TAXI_DISTRIBUTED_MIN_ROWS="1000", TAXI_DASK_WORKERS="2")  # fmt: skip
     env.pop("TAXI_DASK_ADDRESS", None)
@@ -224,13 +231,7 @@ def test_a_booster_trains_on_both_workers_by_the_schedulers_records(cluster, run
 
     from distributed import Client
 
-    root = tmp_path / "data"
-    for asset in ("cleaned_trips", "training_set"):
-        shutil.copytree(runs["dask"] / "green" / asset, root / "green" / asset)
-    home = tmp_path / "home"
-    home.mkdir()
-    with dg.DagsterInstance.from_config(str(home)):
-        pass
+    root, home = prepared_month(runs["dask"], tmp_path)
     env = dict(cluster["env"], TAXI_DASK_ADDRESS=cluster["address"], TAXI_DATA_ROOT=str(root), DAGSTER_HOME=str(home),
                TAXI_DISTRIBUTED_MIN_ROWS="1000")  # fmt: skip
     env.pop("TAXI_EXECUTOR", None)
